@@ -1,0 +1,41 @@
+# Everyday verbs for tgjobs. `make` alone lists them; every verb builds .venv first.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help venv run test workers queue-status redis-start
+
+help:
+	@echo "make run           start Redis (embedded unless REDIS_URL is set) and the workers"
+	@echo "make test          run the test suite (extra flags: PYTEST_ARGS='-k name')"
+	@echo "make workers       run the workers against REDIS_URL"
+	@echo "make queue-status  print queue depths, pending entries and dead letters"
+	@echo "make redis-start   run the embedded redis-server in the foreground"
+	@echo "make venv          create .venv and install the project with its test extras"
+
+venv: $(STAMP)
+
+# Reinstall only when pyproject.toml is newer than the stamp.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+run: venv
+	$(BIN)/tgjobs up
+
+test: venv
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+workers: venv
+	$(BIN)/tgjobs workers
+
+queue-status: venv
+	$(BIN)/tgjobs status
+
+redis-start: venv
+	$(BIN)/tgjobs redis

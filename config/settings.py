@@ -1,0 +1,189 @@
+"""The one `Settings` object: Redis connection, key prefix, queue policies, timings.
+
+Read once at start-up from keyword arguments, then the environment, then the TOML file
+named by `TGJOBS_CONFIG` (earlier wins). This is the only module that reads `os.environ`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote, urlsplit
+
+from pydantic import AfterValidator, Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from config.defaults import DEFAULT_POLICIES, merge_policy_rows
+from config.durations import PositiveSeconds, Seconds
+from config.errors import SettingsError
+from config.policy import QueuePolicy
+
+CONFIG_FILE_ENV = "TGJOBS_CONFIG"
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+REDACTED = "***"
+
+_QUEUE_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
+_KEY_PREFIX = re.compile(r"[A-Za-z0-9_.-]{1,32}")
+
+
+def _check_queue_name(name: str) -> str:
+    if not _QUEUE_NAME.fullmatch(name):
+        raise ValueError(
+            "queue name must be 1-32 characters of a-z, 0-9 and _, starting with a letter"
+        )
+    return name
+
+
+QueueName = Annotated[str, AfterValidator(_check_queue_name)]
+
+
+class Settings(BaseSettings):
+    """Everything the processes need to know; build it with `load_settings()`."""
+
+    model_config = SettingsConfigDict(
+        env_nested_delimiter="__",
+        case_sensitive=False,
+        extra="forbid",
+        frozen=True,
+    )
+
+    redis_url: str | None = Field(default=None, repr=False)  # may embed a password
+    redis_host: str = "localhost"
+    redis_port: Annotated[int, Field(ge=1, le=65535)] = 6379
+    redis_username: str | None = None
+    redis_password: SecretStr | None = None
+    key_prefix: str = "tg"  # sits inside Redis hash tags: no braces, no colons
+    queues: dict[QueueName, QueuePolicy] = Field(default_factory=lambda: dict(DEFAULT_POLICIES))
+    read_block: PositiveSeconds = 5.0  # a worker blocks this long waiting for new entries
+    shutdown_grace: Seconds = 30.0  # running jobs get this long to finish on SIGTERM
+    idempotency_window: PositiveSeconds = 86400.0  # an idempotency key is remembered this long
+    events_max_len: Annotated[int, Field(ge=1)] = 10_000  # cap of each queue's events stream
+    dead_letter_max_len: Annotated[int, Field(ge=1)] = 100_000  # cap of each dead-letter stream
+    dead_consumer_after: PositiveSeconds = 3600.0  # an empty, idle consumer is removed after this
+    log_level: str = "INFO"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_file = _config_file()
+        if toml_file is None:
+            return init_settings, env_settings
+        try:
+            toml_settings = TomlConfigSettingsSource(settings_cls, toml_file=toml_file)
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise SettingsError(f"invalid setting {CONFIG_FILE_ENV}: cannot read {toml_file}: {exc}") from None
+        return init_settings, env_settings, toml_settings
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, url: str | None) -> str | None:
+        # Messages never echo the URL: it may carry a password.
+        if url is None:
+            return None
+        parts = urlsplit(url)
+        if parts.scheme not in REDIS_SCHEMES:
+            raise ValueError("must start with redis://, rediss:// (TLS) or unix://")
+        if parts.scheme == "unix":
+            if not parts.path:
+                raise ValueError("a unix:// URL needs a socket path")
+            return url
+        if not parts.hostname:
+            raise ValueError("a redis:// URL needs a host")
+        try:
+            parts.port
+        except ValueError:
+            raise ValueError("the port must be a number from 1 to 65535") from None
+        return url
+
+    @field_validator("key_prefix")
+    @classmethod
+    def _check_key_prefix(cls, prefix: str) -> str:
+        if not _KEY_PREFIX.fullmatch(prefix):
+            raise ValueError("must be 1-32 characters of A-Z, a-z, 0-9, '_', '.' or '-'")
+        return prefix
+
+    @field_validator("queues", mode="before")
+    @classmethod
+    def _merge_onto_defaults(cls, queues: Any) -> Any:
+        return merge_policy_rows(queues)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _check_log_level(cls, level: Any) -> Any:
+        if not isinstance(level, str):
+            return level
+        if level.strip().upper() not in LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+        return level.strip().upper()
+
+    def redis_connection_url(self) -> str:
+        """REDIS_URL if set, else a redis:// URL built from host, port, user and password."""
+        if self.redis_url is not None:
+            return self.redis_url
+        password = self.redis_password.get_secret_value() if self.redis_password else None
+        return _build_redis_url(self.redis_host, self.redis_port, self.redis_username, password)
+
+    def redacted_redis_url(self) -> str:
+        """The connection URL with any password replaced by "***", safe for logs."""
+        return _redact_url(self.redis_connection_url())
+
+    def policy(self, queue: str) -> QueuePolicy:
+        """The policy row of `queue`; a KeyError naming the known queues if there is none."""
+        try:
+            return self.queues[queue]
+        except KeyError:
+            known = ", ".join(sorted(self.queues))
+            raise KeyError(f"unknown queue {queue!r}; configured queues: {known}") from None
+
+
+def _config_file() -> Path | None:
+    """The TOML file named by TGJOBS_CONFIG, or None when the variable is unset or empty."""
+    name = os.environ.get(CONFIG_FILE_ENV, "").strip()
+    if not name:
+        return None
+    path = Path(name).expanduser()
+    if not path.is_file():
+        raise SettingsError(f"invalid setting {CONFIG_FILE_ENV}: no such file: {name}")
+    return path
+
+
+def _build_redis_url(host: str, port: int, username: str | None, password: str | None) -> str:
+    netloc_host = f"[{host}]" if ":" in host else host
+    userinfo = quote(username, safe="") if username else ""
+    if password is not None:
+        userinfo += ":" + quote(password, safe="")
+    at = "@" if userinfo else ""
+    return f"redis://{userinfo}{at}{netloc_host}:{port}"
+
+
+def _redact_url(url: str) -> str:
+    parts = urlsplit(url)
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    netloc = f"{userinfo.split(':', 1)[0]}:{REDACTED}@{hostport}" if at and ":" in userinfo else parts.netloc
+    query = "&".join(_redact_query_pair(pair) for pair in parts.query.split("&")) if parts.query else ""
+    return (
+        f"{parts.scheme}://{netloc}{parts.path}"
+        + (f"?{query}" if query else "")
+        + (f"#{parts.fragment}" if parts.fragment else "")
+    )
+
+
+def _redact_query_pair(pair: str) -> str:
+    """redis-py also takes the password as a query parameter (unix:///sock?password=...)."""
+    name = pair.split("=", 1)[0]
+    return f"{name}={REDACTED}" if name.lower() == "password" else pair

@@ -1,0 +1,110 @@
+"""Every Redis key name the engine uses, built in one place.
+
+All keys of queue Q carry the hash tag ``{<prefix>:Q}``, so they share one Redis
+Cluster slot and every Lua script touches a single slot. Nothing else formats keys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+JOB_ID_RE = re.compile(r"^([a-z][a-z0-9_]{0,31})-[A-Za-z0-9_-]{1,100}$")
+GROUP = "workers"
+
+
+class Lane(StrEnum):
+    """Priority lanes, in the order a strict reader serves them."""
+
+    HIGH = "high"
+    NORMAL = "normal"
+    LOW = "low"
+
+
+LANES: tuple[Lane, ...] = (Lane.HIGH, Lane.NORMAL, Lane.LOW)
+
+
+def queue_of_job(job_id: str) -> str | None:
+    """The queue named by a job id's prefix, or None when the id is malformed."""
+    match = JOB_ID_RE.match(job_id)
+    return match.group(1) if match else None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueKeys:
+    """Key names of one queue. ``job_prefix`` and ``logs_prefix`` are handed to Lua,
+    which appends a job id read from a stream entry (same hash tag, same slot)."""
+
+    prefix: str
+    queue: str
+
+    @property
+    def tag(self) -> str:
+        return f"{{{self.prefix}:{self.queue}}}"
+
+    def lane(self, lane: Lane | str) -> str:
+        return f"{self.tag}:stream:{lane}"
+
+    @property
+    def lanes(self) -> list[str]:
+        return [self.lane(lane) for lane in LANES]
+
+    @property
+    def job_prefix(self) -> str:
+        return f"{self.tag}:job:"
+
+    def job(self, job_id: str) -> str:
+        return self.job_prefix + job_id
+
+    @property
+    def logs_prefix(self) -> str:
+        return f"{self.tag}:logs:"
+
+    def logs(self, job_id: str) -> str:
+        return self.logs_prefix + job_id
+
+    def state_index(self, state: str) -> str:
+        """Sorted set of the job ids in one state (waiting, active, retrying,
+        completed, failed); scores are the time the job entered the state,
+        except retrying, scored by the time the retry is due."""
+        return f"{self.tag}:state:{state}"
+
+    @property
+    def inflight(self) -> str:
+        """Hash from a delivered entry ("<lane index>:<entry id>") to its job id, so a
+        pending entry whose body was trimmed or deleted can still be settled."""
+        return f"{self.tag}:inflight"
+
+    @property
+    def scheduled(self) -> str:
+        """Jobs added with a delay, scored by due time (ms); moved to a lane when due."""
+        return f"{self.tag}:scheduled"
+
+    @property
+    def dead(self) -> str:
+        return f"{self.tag}:dead"
+
+    @property
+    def events(self) -> str:
+        return f"{self.tag}:events"
+
+    @property
+    def meta(self) -> str:
+        """Hash of queue-wide flags (paused)."""
+        return f"{self.tag}:meta"
+
+    @property
+    def limiter(self) -> str:
+        return f"{self.tag}:limiter"
+
+    @property
+    def idempotency_prefix(self) -> str:
+        """Prefix of idempotency keys; the rest is `idempotency_digest(key)`."""
+        return f"{self.tag}:idem:"
+
+
+def idempotency_digest(key: str) -> str:
+    """Callers' idempotency keys are hashed, so no input can shape a key name."""
+    return hashlib.sha256(key.encode()).hexdigest()[:32]

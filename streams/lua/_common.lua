@@ -1,0 +1,75 @@
+--[[
+  Helpers shared by the scripts. Not a script of its own: scripts.py pastes it where
+  a script says `--!include _common.lua`. Every key arrives as an argument; nothing
+  here builds a key except by appending a job id to a prefix handed in through KEYS.
+]]
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Sliding-window rate limiter on the server's clock. Returns how many of `want`
+-- permits are free now and, when none is, how many ms until one will be.
+local function free_permits(limiterKey, max, windowMs, want, now)
+  if max <= 0 then return want, 0 end
+  redis.call('ZREMRANGEBYSCORE', limiterKey, '-inf', now - windowMs)
+  local free = max - redis.call('ZCARD', limiterKey)
+  if free <= 0 then
+    local oldest = redis.call('ZRANGE', limiterKey, 0, 0, 'WITHSCORES')
+    local wait = windowMs
+    if oldest[2] then wait = tonumber(oldest[2]) + windowMs - now end
+    if wait < 1 then wait = 1 end
+    return 0, wait
+  end
+  if free < want then return free, 0 end
+  return want, 0
+end
+
+-- Takes one permit, named by the entry it was spent on (unique per delivery).
+local function take_permit(limiterKey, max, windowMs, now, member)
+  if max <= 0 then return end
+  redis.call('ZADD', limiterKey, now, member)
+  redis.call('PEXPIRE', limiterKey, windowMs)
+end
+
+local function emit(eventsKey, maxLen, event, jobId, ...)
+  redis.call('XADD', eventsKey, 'MAXLEN', '~', maxLen, '*', 'event', event, 'job', jobId, ...)
+end
+
+-- Keeps the newest `keep` ids of a finished-state index; deletes older records.
+local function enforce_retention(indexKey, keep, jobPrefix, logsPrefix)
+  local excess = redis.call('ZCARD', indexKey) - keep
+  if excess <= 0 then return end
+  local old = redis.call('ZRANGE', indexKey, 0, excess - 1)
+  for _, id in ipairs(old) do
+    redis.call('DEL', jobPrefix .. id, logsPrefix .. id)
+  end
+  redis.call('ZREMRANGEBYRANK', indexKey, 0, excess - 1)
+end
+
+-- Final failure: the job goes to the dead-letter stream, its entry is acked and its
+-- record becomes `failed`. `job` is the job's key.
+local function dead_letter(ctx, job, jobId, laneKey, entryId, inflightField, reason, errorType, now)
+  local rec = redis.call('HMGET', job, 'data', 'attemptsMade', 'stalls', 'createdAt', 'name', 'lane')
+  redis.call('XADD', ctx.dead, 'MAXLEN', '~', ctx.deadMaxLen, '*',
+    'job', jobId, 'queue', ctx.queue, 'name', rec[5] or '', 'lane', rec[6] or '',
+    'data', rec[1] or 'null', 'error', reason, 'errorType', errorType,
+    'attempts', rec[2] or '0', 'stalls', rec[3] or '0',
+    'createdAt', rec[4] or '', 'failedAt', now)
+  redis.call('XACK', laneKey, ctx.group, entryId)
+  redis.call('HDEL', ctx.inflight, inflightField)
+  redis.call('HSET', job, 'state', 'failed', 'failedReason', reason, 'finishedAt', now)
+  redis.call('ZREM', ctx.active, jobId)
+  redis.call('ZREM', ctx.retrying, jobId)
+  redis.call('ZADD', ctx.failed, now, jobId)
+  emit(ctx.events, ctx.eventsMaxLen, 'failed', jobId, 'error', reason)
+  enforce_retention(ctx.failed, ctx.keepFailed, ctx.jobPrefix, ctx.logsPrefix)
+end
+
+-- Fencing: XACK takes no consumer, so before recording an outcome we check the entry
+-- is still pending to this consumer with the delivery count the run started with.
+local function owns(laneKey, group, entryId, consumer, delivery)
+  local p = redis.call('XPENDING', laneKey, group, entryId, entryId, 1, consumer)
+  return p[1] ~= nil and tonumber(p[1][4]) == tonumber(delivery)
+end

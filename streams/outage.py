@@ -1,0 +1,58 @@
+"""Riding out a Redis that is away: which errors mean "try again", and how long to wait.
+
+A worker keeps running while Redis restarts, fails over or is unreachable: it logs
+one line when the outage starts and one when it ends, and retries with capped backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from redis.exceptions import BusyLoadingError, ConnectionError, ReadOnlyError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+FIRST_DELAY_S = 0.1
+MAX_DELAY_S = 5.0
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for errors that go away by themselves: lost connections, a server still
+    loading its data, a replica promoted mid-write, a full server (OOM)."""
+    if isinstance(exc, (ConnectionError, RedisTimeoutError, BusyLoadingError, ReadOnlyError,
+                        ConnectionResetError, OSError)):
+        return True
+    return isinstance(exc, ResponseError) and str(exc).startswith(("OOM", "LOADING", "READONLY",
+                                                                   "MASTERDOWN", "TRYAGAIN"))
+
+
+def is_missing_group(exc: BaseException) -> bool:
+    """The stream or its consumer group vanished (flushed, or Redis restarted empty)."""
+    return isinstance(exc, ResponseError) and "NOGROUP" in str(exc)
+
+
+class Outage:
+    """Tracks one component's outage: the delay before the next try, and the log lines."""
+
+    def __init__(self, log: logging.Logger, what: str) -> None:
+        self._log = log
+        self._what = what
+        self._since: float | None = None
+        self._delay = FIRST_DELAY_S
+
+    def failed(self, exc: BaseException) -> float:
+        """Records a failed try; returns how long to wait before the next."""
+        if self._since is None:
+            self._since = time.monotonic()
+            self._log.warning("%s: Redis unavailable (%s: %s); retrying with backoff up to %.0fs",
+                              self._what, type(exc).__name__, exc, MAX_DELAY_S)
+            self._delay = FIRST_DELAY_S
+        else:
+            self._delay = min(self._delay * 2, MAX_DELAY_S)
+        return self._delay
+
+    def succeeded(self) -> None:
+        if self._since is not None:
+            self._log.warning("%s: Redis reachable again after %.1fs", self._what,
+                              time.monotonic() - self._since)
+            self._since = None

@@ -1,0 +1,44 @@
+"""Runs the workers of several queues in one process until SIGTERM or SIGINT.
+
+On a signal every worker stops reading, running jobs get the grace period, and the
+process exits 0; whatever did not finish stays pending for another worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Mapping
+
+from config import Settings
+from streams.context import Handler
+from streams.worker import QueueWorker, consumer_name
+
+log = logging.getLogger(__name__)
+
+
+async def run_workers(settings: Settings, handlers: Mapping[str, Handler], *,
+                      concurrency: int | None = None, burst: bool = False) -> None:
+    """Runs one worker per queue in `handlers`, sharing one consumer name."""
+    consumer = consumer_name()
+    workers = [QueueWorker(settings, queue, handler, consumer=consumer, concurrency=concurrency)
+               for queue, handler in handlers.items()]
+    loop = asyncio.get_running_loop()
+
+    def stop(signum: int) -> None:
+        log.info("received %s: stopping (running jobs get up to %.0fs)",
+                 signal.Signals(signum).name, settings.shutdown_grace)
+        for worker in workers:
+            worker.stop()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop, signum)
+    log.info("worker %s consuming %s", consumer,
+             ", ".join(f"{w.queue} (concurrency {w.concurrency})" for w in workers))
+    try:
+        await asyncio.gather(*(worker.run(burst=burst) for worker in workers))
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+    log.info("worker %s stopped", consumer)

@@ -1,0 +1,207 @@
+"""The Lua scripts under ``streams/lua``, loaded once, called through typed methods.
+
+`QueueScripts` is the only code that knows each script's KEYS and ARGV order; callers
+pass Python values. redis-py's Script reloads a script on NOSCRIPT (after a restart or
+failover) and retries, so callers never see that error.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any, Literal
+
+import orjson
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+
+from config import QueuePolicy, Settings
+from streams.keys import GROUP, LANES, Lane, QueueKeys
+
+_INCLUDE = re.compile(r"^--!include (\S+)$", re.MULTILINE)
+SCRIPT_NAMES = ("add", "read", "reclaim", "complete", "fail", "extend", "trim", "remove",
+                "retry", "clean", "reap")
+SCHEDULED_MOVES_PER_READ = 100
+RECLAIM_PAGE = 100
+
+
+@cache
+def script_source(name: str) -> str:
+    """A script's text with its ``--!include`` lines replaced by the named files."""
+    folder = resources.files("streams") / "lua"
+    text = (folder / f"{name}.lua").read_text()
+    return _INCLUDE.sub(lambda m: (folder / m.group(1)).read_text(), text)
+
+
+class Scripts:
+    """The registered scripts of one Redis client."""
+
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+        self._scripts = {name: redis.register_script(script_source(name)) for name in SCRIPT_NAMES}
+
+    async def load(self) -> None:
+        """Loads every script now, so a syntax error fails start-up, not the first job."""
+        for script in self._scripts.values():
+            await self.redis.script_load(script.script)
+
+    def __getitem__(self, name: str) -> AsyncScript:
+        return self._scripts[name]
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A job handed to this worker: which entry, and the delivery count that fences it."""
+
+    lane: int  # 1-based lane index, as in the scripts
+    entry_id: str
+    job_id: str
+    data: Any
+    attempts_made: int
+    stalls: int
+    delivery: int
+
+    @classmethod
+    def from_reply(cls, row: list[Any], delivery: int = 1) -> Delivery:
+        lane, entry_id, job_id, data, attempts, stalls = row[:6]
+        return cls(int(lane), entry_id, job_id, orjson.loads(data) if data else None,
+                   int(attempts or 0), int(stalls or 0), int(row[6]) if len(row) > 6 else delivery)
+
+
+@dataclass(frozen=True, slots=True)
+class ReadResult:
+    kind: Literal["jobs", "paused", "limited", "empty"]
+    jobs: list[Delivery]
+    wait_ms: int = -1  # limited: until a permit frees; empty: until the next scheduled job
+    last_ids: tuple[str, ...] = ()  # empty: each lane's newest id, to block on with XREAD
+
+
+@dataclass(frozen=True, slots=True)
+class ReclaimPage:
+    cursor: str  # '' when the walk of this lane is done
+    jobs: list[Delivery]
+    settled: int
+
+
+def _ms(seconds: float) -> int:
+    return max(int(seconds * 1000), 0)
+
+
+def _rate(policy: QueuePolicy) -> tuple[int, int]:
+    limit = policy.rate_limit
+    return (limit.max, _ms(limit.per)) if limit else (0, 0)
+
+
+class QueueScripts:
+    """Typed calls of every script for one queue."""
+
+    def __init__(self, scripts: Scripts, settings: Settings, queue: str) -> None:
+        self.scripts = scripts
+        self.settings = settings
+        self.queue = queue
+        self.keys = QueueKeys(settings.key_prefix, queue)
+
+    @property
+    def policy(self) -> QueuePolicy:
+        return self.settings.policy(self.queue)
+
+    async def add(self, jobs: list[tuple[str, str, str, Lane, float, str]]) -> list[tuple[str, bool]]:
+        """jobs: (id, name, data JSON, lane, delay seconds, idempotency digest or '')."""
+        k, policy = self.keys, self.policy
+        args: list[Any] = [self.queue, policy.attempts, policy.max_stalls,
+                           _ms(self.settings.idempotency_window), self.settings.events_max_len, len(jobs)]
+        for job_id, name, data, lane, delay, digest in jobs:
+            args += [job_id, name, data, LANES.index(lane) + 1, _ms(delay), digest]
+        keys = [*k.lanes, k.state_index("waiting"), k.scheduled, k.events, k.job_prefix,
+                k.idempotency_prefix]
+        reply = await self.scripts["add"](keys, args)
+        return [(job_id, bool(int(added))) for job_id, added in reply]
+
+    async def read(self, consumer: str, want: int) -> ReadResult:
+        k, policy = self.keys, self.policy
+        rate_max, rate_window = _rate(policy)
+        weights = ",".join(map(str, policy.lane_weights)) if policy.lane_weights else ""
+        keys = [*k.lanes, k.meta, k.limiter, k.scheduled, k.state_index("waiting"),
+                k.state_index("active"), k.events, k.inflight, k.job_prefix]
+        args = [GROUP, consumer, want, weights, rate_max, rate_window,
+                self.settings.events_max_len, SCHEDULED_MOVES_PER_READ]
+        reply = await self.scripts["read"](keys, args)
+        kind = reply[0]
+        if kind == "jobs":
+            return ReadResult("jobs", [Delivery.from_reply(row) for row in reply[1]])
+        if kind == "limited":
+            return ReadResult("limited", [], int(reply[1]))
+        if kind == "empty":
+            return ReadResult("empty", [], int(reply[1]), tuple(reply[2]))
+        return ReadResult("paused", [])
+
+    async def reclaim(self, consumer: str, want: int, lane: int, cursor: str) -> ReclaimPage:
+        k, policy = self.keys, self.policy
+        rate_max, rate_window = _rate(policy)
+        min_idle = min(policy.lock_timeout, policy.backoff_for(1))
+        keys = [k.lanes[lane - 1], k.meta, k.limiter, k.state_index("active"),
+                k.state_index("retrying"), k.state_index("failed"), k.dead, k.events,
+                k.inflight, k.job_prefix, k.logs_prefix]
+        args = [GROUP, consumer, want, lane, cursor, RECLAIM_PAGE, _ms(policy.lock_timeout),
+                _ms(min_idle), rate_max, rate_window, self.settings.events_max_len,
+                self.settings.dead_letter_max_len, policy.keep_failed, self.queue]
+        next_cursor, rows, settled = await self.scripts["reclaim"](keys, args)
+        return ReclaimPage(next_cursor, [Delivery.from_reply(row) for row in rows], int(settled))
+
+    async def complete(self, consumer: str, runs: list[tuple[Delivery, str]]) -> list[bool]:
+        """runs: (delivery, return value as JSON). True where the outcome was recorded."""
+        k = self.keys
+        keys = [*k.lanes, k.state_index("active"), k.state_index("completed"), k.events,
+                k.inflight, k.job_prefix, k.logs_prefix]
+        args: list[Any] = [GROUP, consumer, self.policy.keep_completed,
+                           self.settings.events_max_len, len(runs)]
+        for d, value in runs:
+            args += [d.lane, d.entry_id, d.delivery, d.job_id, value]
+        return [bool(int(x)) for x in await self.scripts["complete"](keys, args)]
+
+    async def fail(self, consumer: str, d: Delivery, error: BaseException, stack: str,
+                   backoff: float, unrecoverable: bool) -> Literal["retry", "dead", "lost"]:
+        k, policy = self.keys, self.policy
+        keys = [k.lanes[d.lane - 1], k.state_index("active"), k.state_index("retrying"),
+                k.state_index("failed"), k.dead, k.events, k.inflight, k.job_prefix,
+                k.logs_prefix]
+        message = str(error) or type(error).__name__
+        args = [GROUP, consumer, d.lane, d.entry_id, d.delivery, d.job_id, message,
+                type(error).__name__, stack, _ms(backoff), "1" if unrecoverable else "0",
+                policy.keep_failed, self.settings.events_max_len,
+                self.settings.dead_letter_max_len, self.queue]
+        return await self.scripts["fail"](keys, args)
+
+    async def extend(self, consumer: str, deliveries: list[Delivery]) -> list[bool]:
+        """Extends leases; False where the entry is no longer this consumer's."""
+        args: list[Any] = [GROUP, consumer, len(deliveries)]
+        for d in deliveries:
+            args += [d.lane, d.entry_id, d.delivery]
+        return [bool(int(x)) for x in await self.scripts["extend"](self.keys.lanes, args)]
+
+    async def trim(self, lane: int) -> int:
+        return int(await self.scripts["trim"]([self.keys.lanes[lane - 1]], []))
+
+    async def reap(self, lane: int, idle: float) -> list[str]:
+        return await self.scripts["reap"]([self.keys.lanes[lane - 1]], [GROUP, _ms(idle)])
+
+    async def remove(self, job_id: str) -> int:
+        k = self.keys
+        keys = [*k.lanes, k.scheduled, k.events, k.inflight, k.job_prefix, k.logs_prefix,
+                *(k.state_index(s) for s in ("waiting", "active", "retrying", "completed", "failed"))]
+        return int(await self.scripts["remove"](keys, [GROUP, job_id, self.settings.events_max_len]))
+
+    async def retry(self, job_id: str, dead_entry: str = "") -> int:
+        k, policy = self.keys, self.policy
+        keys = [*k.lanes, k.state_index("waiting"), k.state_index("failed"), k.dead, k.events,
+                k.job_prefix]
+        args = [job_id, dead_entry, self.settings.events_max_len, self.queue, policy.attempts,
+                policy.max_stalls]
+        return int(await self.scripts["retry"](keys, args))
+
+    async def clean(self, state: Literal["completed", "failed"], grace: float, limit: int) -> list[str]:
+        k = self.keys
+        return await self.scripts["clean"]([k.state_index(state), k.job_prefix, k.logs_prefix],
+                                           [_ms(grace), limit])

@@ -1,0 +1,67 @@
+"""Shared fixtures: one real Redis per session, a unique key prefix per test, an async
+client per test, and a factory for private servers that tests may kill or restart."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator, Iterator, Sequence
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+from redis_server import RedisServerFactory, session_redis_url, source
+
+from cli.embedded_redis import EmbeddedRedis, RedisServerNotFound, find_redis_server
+
+KEY_PREFIX_HEX_BYTES = 5  # 10 hex chars after the leading "t"
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of the Redis shared by every test; tests keep apart by ``key_prefix``."""
+    with session_redis_url(tmp_path_factory.mktemp("redis")) as url:
+        yield url
+
+
+@pytest.fixture
+def key_prefix() -> str:
+    """A prefix no other test uses, e.g. ``t3f9a0c1b2d`` (letters and digits only)."""
+    return "t" + secrets.token_hex(KEY_PREFIX_HEX_BYTES)
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    """An async client on the session's Redis (bytes replies), closed after the test."""
+    client = aioredis.Redis.from_url(redis_url, decode_responses=False)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+def redis_server_factory(tmp_path: Path) -> Iterator[RedisServerFactory]:
+    """Make started private servers (own port and dir) that are stopped at teardown."""
+    servers: list[EmbeddedRedis] = []
+
+    def make(
+        *, appendonly: bool = True, extra_args: Sequence[str] = ()
+    ) -> EmbeddedRedis:
+        try:
+            find_redis_server()
+        except RedisServerNotFound as err:
+            if source() == "embedded":
+                raise
+            pytest.skip(str(err))
+        server = EmbeddedRedis(
+            data_dir=tmp_path / f"redis-{len(servers)}",
+            appendonly=appendonly,
+            extra_args=extra_args,
+        )
+        servers.append(server)
+        server.start()
+        return server
+
+    yield make
+    for server in servers:
+        server.stop()
