@@ -70,6 +70,8 @@ class Settings(BaseSettings):
     dead_letter_max_len: Annotated[int, Field(ge=1)] = 100_000  # cap of each dead-letter stream
     dead_consumer_after: PositiveSeconds = 3600.0  # an empty, idle consumer is removed after this
     log_level: str = "INFO"
+    data_dir: Path = Path(".data")  # the embedded Redis keeps its append-only file here
+    embedded_redis_port: Annotated[int, Field(ge=1, le=65535)] = 6380  # used when REDIS_URL is unset
 
     @classmethod
     def settings_customise_sources(

@@ -32,6 +32,7 @@ for i = 0, count - 1 do
     redis.call('XACK', lane, group, entryId)
     redis.call('HDEL', inflight, laneIndex .. ':' .. entryId)
     local started = tonumber(redis.call('HGET', job, 'processedAt')) or now
+    redis.call('HINCRBY', job, 'attemptsMade', 1)
     redis.call('HSET', job, 'state', 'completed', 'returnvalue', value, 'finishedAt', now,
       'duration', now - started, 'progress', 100)
     redis.call('HDEL', job, 'failedReason', 'stacktrace', 'errorType')
