@@ -4,14 +4,16 @@ client per test, and a factory for private servers that tests may kill or restar
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 from redis_server import RedisServerFactory, session_redis_url, source
 
 from cli.embedded_redis import EmbeddedRedis, RedisServerNotFound, find_redis_server
+from config import DEFAULT_POLICIES, Settings
 
 KEY_PREFIX_HEX_BYTES = 5  # 10 hex chars after the leading "t"
 
@@ -65,3 +67,28 @@ def redis_server_factory(tmp_path: Path) -> Iterator[RedisServerFactory]:
     yield make
     for server in servers:
         server.stop()
+
+
+@pytest.fixture
+def make_settings(redis_url: str, key_prefix: str) -> Callable[..., Settings]:
+    """Settings on the session's Redis under this test's prefix, with fast timings.
+
+    ``make_settings(signals={"attempts": 2}, read_block=1)``: keyword arguments named
+    after a queue are merged onto that queue's policy row, the rest are settings."""
+
+    def make(**overrides: Any) -> Settings:
+        queues = {name: overrides.pop(name) for name in list(overrides) if name in DEFAULT_POLICIES}
+        return Settings(redis_url=redis_url, key_prefix=key_prefix, read_block=1,
+                        shutdown_grace=5, queues=queues, **overrides)
+
+    return make
+
+
+@pytest.fixture
+async def engine_redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    """A client with str replies, as the engine uses."""
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        yield client
+    finally:
+        await client.aclose()

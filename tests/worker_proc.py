@@ -1,0 +1,61 @@
+"""A worker process for tests that need real processes (SIGKILL, SIGTERM, two workers).
+
+    python tests/worker_proc.py REDIS_URL KEY_PREFIX QUEUE [--lock-timeout S] [--concurrency N]
+        [--rate N/PERIOD] [--grace S] [--backoff-delay S]
+
+Its handler reads the job's data: {"sleep": seconds, "kill": true (SIGKILL itself),
+"fail": true}. It records every start in the list `<prefix>:test:starts` as
+"<job id> <server time in ms>" and its effect once per job id with SET NX on
+`<prefix>:test:effect:<job id>`, so tests can count runs and effects apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+
+from config import Settings
+from streams import JobContext, run_workers
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("redis_url")
+    parser.add_argument("prefix")
+    parser.add_argument("queue")
+    parser.add_argument("--lock-timeout", type=float, default=30)
+    parser.add_argument("--concurrency", type=int, default=5)
+    parser.add_argument("--rate", default=None)
+    parser.add_argument("--grace", type=float, default=30)
+    parser.add_argument("--backoff-delay", type=float, default=0.1)
+    args = parser.parse_args()
+    row = {"lock_timeout": args.lock_timeout, "concurrency": args.concurrency,
+           "backoff_delay": args.backoff_delay, "rate_limit": args.rate}
+    settings = Settings(redis_url=args.redis_url, key_prefix=args.prefix, shutdown_grace=args.grace,
+                        read_block=1, queues={args.queue: row})
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format=f"worker {os.getpid()} %(levelname)s %(message)s")
+
+    async def handler(ctx: JobContext) -> dict[str, str]:
+        redis = ctx._redis
+        seconds, micros = await redis.time()
+        await redis.rpush(f"{args.prefix}:test:starts", f"{ctx.id} {seconds * 1000 + micros // 1000}")
+        data = ctx.data or {}
+        if data.get("kill"):
+            os.kill(os.getpid(), signal.SIGKILL)
+        if data.get("sleep"):
+            await asyncio.sleep(data["sleep"])
+        if data.get("fail"):
+            raise RuntimeError("asked to fail")
+        await redis.set(f"{args.prefix}:test:effect:{ctx.id}", os.getpid(), nx=True)
+        return {"pid": str(os.getpid())}
+
+    asyncio.run(run_workers(settings, {args.queue: handler}))
+
+
+if __name__ == "__main__":
+    main()
