@@ -77,13 +77,13 @@ def _locate() -> str | None:
 
 
 def _apt_install() -> None:
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    noninteractive = ["env", "DEBIAN_FRONTEND=noninteractive"]
     try:
         for command in (
-            ["apt-get", "update", "-qq"],
-            ["apt-get", "install", "-y", "-qq", APT_PACKAGE],
+            [*noninteractive, "apt-get", "update", "-qq"],
+            [*noninteractive, "apt-get", "install", "-y", "-qq", APT_PACKAGE],
         ):
-            subprocess.run(command, env=env, check=True, stdin=subprocess.DEVNULL)
+            subprocess.run(command, check=True, stdin=subprocess.DEVNULL)
     except (OSError, subprocess.CalledProcessError) as err:
         raise RedisServerNotFound(f"installing {APT_PACKAGE} failed: {err}") from err
 
@@ -122,7 +122,7 @@ class EmbeddedRedis:
         install: bool = False,
         extra_args: Sequence[str] = (),
     ) -> None:
-        self._data_dir = Path(data_dir) if data_dir is not None else None
+        self._data_dir = Path(data_dir).resolve() if data_dir is not None else None
         self._private_dir: Path | None = None
         self._port = port if port is not None else free_port()
         self._may_repick_port = port is None

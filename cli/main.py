@@ -205,20 +205,33 @@ def _redis_for(settings: Settings) -> Iterator[Settings]:
 
 
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
+    from processors import HANDLERS
+
     with _redis_for(settings) as running:
+        if not HANDLERS:
+            # Nothing to consume yet: keep Redis serving so jobs can be published and inspected.
+            print(f"tgjobs: no queue has a handler yet; serving Redis at {running.redacted_redis_url()} "
+                  "until Ctrl+C", file=sys.stderr)
+            _wait_for_signal()
+            return 0
         return cmd_workers(argparse.Namespace(queues=None, concurrency=None, burst=False), running)
 
 
 def cmd_redis(args: argparse.Namespace, settings: Settings) -> int:
-    # SIGTERM unwinds like Ctrl+C, so the child Redis is stopped rather than orphaned.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
     with _redis_for(settings.model_copy(update={"redis_url": None})) as running:
         print(f"embedded Redis at {running.redis_url}; Ctrl+C stops it", file=sys.stderr)
-        try:
-            signal.pause()
-        except KeyboardInterrupt:
-            pass
+        _wait_for_signal()
     return 0
+
+
+def _wait_for_signal() -> None:
+    """Blocks until SIGINT or SIGTERM; both unwind normally, so a child Redis is
+    stopped rather than orphaned."""
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        signal.pause()
+    except KeyboardInterrupt:
+        pass
 
 
 COMMANDS = {"workers": cmd_workers, "publish": cmd_publish, "status": cmd_status, "up": cmd_up,

@@ -1,6 +1,6 @@
 --[[
   Helpers shared by the scripts. Not a script of its own: scripts.py pastes it where
-  a script says `--!include _common.lua`. Every key arrives as an argument; nothing
+  a script has an include line naming this file. Every key arrives as an argument; nothing
   here builds a key except by appending a job id to a prefix handed in through KEYS.
 ]]
 
