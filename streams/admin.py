@@ -170,6 +170,9 @@ class QueueAdmin:
         return Job.from_record(record)
 
     async def job_logs(self, job_id: str, limit: int = 1000) -> list[str]:
+        """The newest `limit` log lines of a job, oldest first."""
+        if limit <= 0:
+            return []
         return await self.redis.lrange(self._job_keys(job_id).logs(job_id), -limit, -1)
 
     async def remove(self, job_id: str) -> None:
@@ -195,11 +198,13 @@ class QueueAdmin:
         return await self.scripts(queue).clean(state, grace, limit)
 
     async def jobs(self, queue: str, state: JobState, offset: int = 0, limit: int = 100) -> list[Job]:
-        """Jobs in one state, newest first."""
+        """Jobs in one state: delayed ones by due time, the others newest first."""
         k = self.keys(queue)
         if state is JobState.DELAYED:
             ids = await self.redis.zrange(k.scheduled, 0, -1) + await self.redis.zrange(k.state_index("retrying"), 0, -1)
             ids = ids[offset:offset + limit]
+        elif state is JobState.PAUSED and await self.redis.hget(k.meta, "paused") != "1":
+            ids = []
         else:
             index = "waiting" if state is JobState.PAUSED else state.value
             ids = await self.redis.zrevrange(k.state_index(index), offset, offset + limit - 1)

@@ -80,7 +80,8 @@ class ReadResult:
 
 @dataclass(frozen=True, slots=True)
 class ReclaimPage:
-    cursor: str  # '' when the walk of this lane is done
+    lane: int  # where the walk goes on; 0 when it is done
+    cursor: str
     jobs: list[Delivery]
     settled: int
 
@@ -137,18 +138,20 @@ class QueueScripts:
             return ReadResult("empty", [], int(reply[1]), tuple(reply[2]))
         return ReadResult("paused", [])
 
-    async def reclaim(self, consumer: str, want: int, lane: int, cursor: str) -> ReclaimPage:
+    async def reclaim(self, consumer: str, want: int, lane: int = 1, cursor: str = "-") -> ReclaimPage:
+        """One page of the walk; call again with the returned lane and cursor until the
+        returned lane is 0."""
         k, policy = self.keys, self.policy
         rate_max, rate_window = _rate(policy)
         min_idle = min(policy.lock_timeout, policy.backoff_for(1))
-        keys = [k.lanes[lane - 1], k.meta, k.limiter, k.state_index("active"),
-                k.state_index("retrying"), k.state_index("failed"), k.dead, k.events,
-                k.inflight, k.job_prefix, k.logs_prefix]
+        keys = [*k.lanes, k.meta, k.limiter, k.state_index("active"), k.state_index("retrying"),
+                k.state_index("failed"), k.dead, k.events, k.inflight, k.job_prefix, k.logs_prefix]
         args = [GROUP, consumer, want, lane, cursor, RECLAIM_PAGE, _ms(policy.lock_timeout),
                 _ms(min_idle), rate_max, rate_window, self.settings.events_max_len,
                 self.settings.dead_letter_max_len, policy.keep_failed, self.queue]
-        next_cursor, rows, settled = await self.scripts["reclaim"](keys, args)
-        return ReclaimPage(next_cursor, [Delivery.from_reply(row) for row in rows], int(settled))
+        next_lane, next_cursor, rows, settled = await self.scripts["reclaim"](keys, args)
+        return ReclaimPage(int(next_lane), next_cursor, [Delivery.from_reply(row) for row in rows],
+                           int(settled))
 
     async def complete(self, consumer: str, runs: list[tuple[Delivery, str]]) -> list[bool]:
         """runs: (delivery, return value as JSON). True where the outcome was recorded."""

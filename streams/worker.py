@@ -33,8 +33,9 @@ from streams.scripts import Delivery, QueueScripts, ReadResult, Scripts
 
 log = logging.getLogger(__name__)
 
-MIN_MAINTENANCE_S = 0.05
+MIN_MAINTENANCE_S = 0.1
 MAX_MAINTENANCE_S = 5.0
+TRIM_EVERY_S = 5.0
 REAP_EVERY_S = 60.0
 PAUSED_POLL_S = 0.5
 CANCEL_GRACE_S = 5.0
@@ -71,6 +72,7 @@ class QueueWorker:
         self._stopping = asyncio.Event()
         self._outage = Outage(log, f"{queue} worker")
         self._next_maintenance = 0.0
+        self._next_trim = 0.0
         self._next_reap = 0.0
         self._maintenance_every = min(max(min(self.policy.lock_timeout, self.policy.backoff_for(1)) / 4,
                                           MIN_MAINTENANCE_S), MAX_MAINTENANCE_S)
@@ -137,24 +139,26 @@ class QueueWorker:
             await self._wait_for_entries(result.last_ids, min(wait, self.settings.read_block))
 
     async def _maintain(self) -> None:
-        """Reclaims due retries and stalled entries, trims lanes, and now and then
+        """Reclaims due retries and stalled entries; now and then trims the lanes and
         removes consumers that left."""
-        for lane in (1, 2, 3):
-            cursor = "-"
-            while cursor:
-                free = self.concurrency - len(self._running)
-                page = await self.scripts.reclaim(self.consumer, max(free, 0), lane, cursor)
-                for delivery in page.jobs:
-                    self._start(delivery)
-                cursor = page.cursor
-            await self.scripts.trim(lane)
-            if time.monotonic() >= self._next_reap:
+        lane, cursor = 1, "-"
+        while lane:
+            free = max(self.concurrency - len(self._running), 0)
+            page = await self.scripts.reclaim(self.consumer, free, lane, cursor)
+            for delivery in page.jobs:
+                self._start(delivery)
+            lane, cursor = page.lane, page.cursor
+        now = time.monotonic()
+        if now >= self._next_trim:
+            for lane in (1, 2, 3):
+                await self.scripts.trim(lane)
+            self._next_trim = now + TRIM_EVERY_S
+        if now >= self._next_reap:
+            for lane in (1, 2, 3):
                 removed = await self.scripts.reap(lane, self.settings.dead_consumer_after)
                 if removed:
                     log.info("%s: removed idle consumers without pending entries: %s",
                              self.queue, ", ".join(removed))
-        now = time.monotonic()
-        if now >= self._next_reap:
             self._next_reap = now + REAP_EVERY_S
         self._next_maintenance = now + self._maintenance_every
 

@@ -194,10 +194,18 @@ async def test_sigkill_mid_batch_loses_nothing_and_each_effect_happens_once(
     a = spawn(SIGNALS, *flags, env=env)
 
     async def a_busy_mid_run() -> bool:
-        done = len(await effect_ids(engine_redis, key_prefix))
-        return 30 <= done < 200 and (await counts(admin, SIGNALS))["active"] > 0
+        """At least 30 done, and a handler started under 25 ms ago (server clock) without
+        its effect yet: a 50 ms job that cannot finish before the SIGKILL that follows."""
+        done = await effect_ids(engine_redis, key_prefix)
+        if not 30 <= len(done) < 200:
+            return False
+        seconds, micros = await engine_redis.time()
+        now_ms = seconds * 1000 + micros // 1000
+        fresh = [j for j, ms in await starts(engine_redis, key_prefix)
+                 if j not in done and now_ms - ms < 25]
+        return bool(fresh) and (await counts(admin, SIGNALS))["active"] > 0
 
-    await eventually(a_busy_mid_run, 30, interval=0.01, what=lambda: worker_logs(a))
+    await eventually(a_busy_mid_run, 30, interval=0.005, what=lambda: worker_logs(a))
     a.kill()  # SIGKILL while jobs are visibly in flight
     assert a.proc.returncode == -signal.SIGKILL
     after_kill = await counts(admin, SIGNALS)

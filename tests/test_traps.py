@@ -34,13 +34,12 @@ async def setup(client: Redis, settings: Settings) -> QueueScripts:
 
 
 async def reclaim_all(scripts: QueueScripts, consumer: str, want: int) -> list[Delivery]:
-    claimed = []
-    for lane in (1, 2, 3):
-        cursor = "-"
-        while cursor:
-            page = await scripts.reclaim(consumer, want - len(claimed), lane, cursor)
-            claimed += page.jobs
-            cursor = page.cursor
+    claimed: list[Delivery] = []
+    lane, cursor = 1, "-"
+    while lane:
+        page = await scripts.reclaim(consumer, want - len(claimed), lane, cursor)
+        claimed += page.jobs
+        lane, cursor = page.lane, page.cursor
     return claimed
 
 
@@ -211,7 +210,7 @@ async def test_trimming_keeps_every_unacked_entry(
     task = asyncio.create_task(worker.run())
     admin = QueueAdmin(engine_redis, settings)
     await eventually(lambda: _done(admin, 2700), timeout=60)
-    await worker._maintain()
+    await worker.scripts.trim(2)
     worker.stop()
     await task
     lane = QueueKeys(settings.key_prefix, Q).lane("normal")

@@ -32,6 +32,8 @@ for i = 0, count - 1 do
   local existing = false
   if digest ~= '' then
     existing = redis.call('GET', idemPrefix .. digest)
+    -- A key whose job was removed since names nothing: the new job takes it over.
+    if existing and redis.call('EXISTS', jobPrefix .. existing) == 0 then existing = false end
     if not existing then
       redis.call('SET', idemPrefix .. digest, id, 'PX', idemWindow)
     end

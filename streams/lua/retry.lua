@@ -11,7 +11,8 @@
 
   ARGV[1] job id  ARGV[2] dead-letter entry id ('' = none)  ARGV[3] events cap
   ARGV[4] queue name  ARGV[5] max attempts  ARGV[6] max stalls
-  Returns 1 queued, 0 no such job (or dead letter), -1 the job is not failed.
+  Returns 1 queued, 0 no such job (or dead letter), -1 the job is not failed (a dead
+  letter of a job retried since is stale, and is deleted).
 ]]
 --!include _common.lua
 
@@ -36,8 +37,8 @@ end
 
 local rec = redis.call('HMGET', job, 'state', 'lane')
 if not rec[1] then return 0 end
-if rec[1] ~= 'failed' then return -1 end
 if deadId ~= '' then redis.call('XDEL', KEYS[6], deadId) end
+if rec[1] ~= 'failed' then return -1 end
 
 local entry = redis.call('XADD', KEYS[lanes[rec[2]] or 2], '*', 'job', jobId)
 redis.call('HSET', job, 'state', 'waiting', 'entry', entry, 'attemptsMade', 0, 'stalls', 0,
