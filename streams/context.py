@@ -1,11 +1,13 @@
 """What a handler receives: the job's data and identity, and ways to report progress.
 
 The job id is stable across retries and redeliveries; delivery is at-least-once, so
-handlers with outside effects use it to make those effects idempotent.
+handlers with outside effects use it to make those effects idempotent. The writes made
+here are shielded: a handler timed out mid-call never leaves one half-sent.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -32,19 +34,19 @@ class JobContext:
     async def progress(self, value: int | float | dict[str, Any]) -> None:
         """Records progress (a percentage, or any JSON object) and emits an event."""
         encoded = orjson.dumps(value).decode()
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.hset(self._keys.job(self.id), "progress", encoded)
-            pipe.xadd(self._keys.events, {"event": "progress", "job": self.id, "progress": encoded},
-                      maxlen=self._events_max_len, approximate=True)
-            await pipe.execute()
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hset(self._keys.job(self.id), "progress", encoded)
+        pipe.xadd(self._keys.events, {"event": "progress", "job": self.id, "progress": encoded},
+                  maxlen=self._events_max_len, approximate=True)
+        await asyncio.shield(pipe.execute())
 
     async def log(self, message: str) -> None:
         """Appends a line to the job's log (the newest lines are kept)."""
         key = self._keys.logs(self.id)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.rpush(key, message)
-            pipe.ltrim(key, -LOG_LINES_KEPT, -1)
-            await pipe.execute()
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.rpush(key, message)
+        pipe.ltrim(key, -LOG_LINES_KEPT, -1)
+        await asyncio.shield(pipe.execute())
 
 
 Handler = Callable[[JobContext], Awaitable[Any]]

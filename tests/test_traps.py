@@ -206,7 +206,7 @@ async def test_trimming_keeps_every_unacked_entry(
         if ctx.data["n"] >= 2700:
             raise RuntimeError("kept pending for an hour")
 
-    worker = QueueWorker(settings, Q, handler, redis=engine_redis)
+    worker = QueueWorker(settings, Q, handler)  # its own pool, sized for its concurrency
     task = asyncio.create_task(worker.run())
     admin = QueueAdmin(engine_redis, settings)
     await eventually(lambda: _done(admin, 2700), timeout=60)
