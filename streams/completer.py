@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from streams.outage import Outage, is_transient
+from streams.outage import Outage
 from streams.scripts import Delivery, QueueScripts
 
 MAX_BATCH = 200
@@ -42,12 +42,4 @@ class Completer:
 
     async def _record(self, batch: list[tuple[Delivery, str, asyncio.Future[bool]]]) -> list[bool]:
         runs = [(delivery, value) for delivery, value, _ in batch]
-        while True:
-            try:
-                results = await self._scripts.complete(self._consumer, runs)
-                self._outage.succeeded()
-                return results
-            except Exception as exc:
-                if not is_transient(exc):
-                    raise
-                await asyncio.sleep(self._outage.failed(exc))
+        return await self._outage.retry(lambda: self._scripts.complete(self._consumer, runs))

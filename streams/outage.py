@@ -6,12 +6,16 @@ one line when the outage starts and one when it ends, and retries with capped ba
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from redis.exceptions import BusyLoadingError, ConnectionError, ReadOnlyError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+T = TypeVar("T")
 FIRST_DELAY_S = 0.1
 MAX_DELAY_S = 5.0
 
@@ -56,3 +60,16 @@ class Outage:
             self._log.warning("%s: Redis reachable again after %.1fs", self._what,
                               time.monotonic() - self._since)
             self._since = None
+
+    async def retry(self, operation: Callable[[], Awaitable[T]]) -> T:
+        """Runs `operation` until it gets through; transient errors are waited out."""
+        while True:
+            try:
+                result = await operation()
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                await asyncio.sleep(self.failed(exc))
+            else:
+                self.succeeded()
+                return result

@@ -291,14 +291,8 @@ class QueueWorker:
         unrecoverable = isinstance(exc, UnrecoverableError)
         stack = "".join(traceback.format_exception(exc))
         backoff = self.policy.backoff_for(d.attempts_made + 1)
-        while True:
-            try:
-                outcome = await self.scripts.fail(self.consumer, d, exc, stack, backoff, unrecoverable)
-                break
-            except Exception as redis_exc:
-                if not is_transient(redis_exc):
-                    raise
-                await asyncio.sleep(self._outage.failed(redis_exc))
+        outcome = await self._outage.retry(
+            lambda: self.scripts.fail(self.consumer, d, exc, stack, backoff, unrecoverable))
         if outcome == "retry":
             log.warning("%s: job %s failed (attempt %d of %d), retrying in %.1fs: %s: %s", self.queue,
                         d.job_id, d.attempts_made + 1, self.policy.attempts, backoff,
