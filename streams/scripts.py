@@ -63,6 +63,12 @@ class Delivery:
     stalls: int
     delivery: int
 
+    @property
+    def entry_key(self) -> str:
+        """The entry's name across lanes (entry ids are unique per stream only); the
+        same form the in-flight hash uses."""
+        return f"{self.lane}:{self.entry_id}"
+
     @classmethod
     def from_reply(cls, row: list[Any], delivery: int = 1) -> Delivery:
         lane, entry_id, job_id, data, attempts, stalls = row[:6]

@@ -71,6 +71,7 @@ class QueueWorker:
         self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
         self._outage = Outage(log, f"{queue} worker")
+        self._failures_outage = Outage(log, f"{queue} failures")
         self._next_maintenance = 0.0
         self._next_trim = 0.0
         self._next_reap = 0.0
@@ -96,7 +97,6 @@ class QueueWorker:
                 try:
                     if await self._step(burst):
                         break
-                    self._outage.succeeded()
                 except Exception as exc:
                     await self._recover(exc)
             await self._drain()
@@ -118,6 +118,7 @@ class QueueWorker:
             await self._wait_for_slot(self._until_maintenance())
             return False
         result = await self.scripts.read(self.consumer, free)
+        self._outage.succeeded()
         if result.kind == "jobs":
             for delivery in result.jobs:
                 self._start(delivery)
@@ -239,7 +240,7 @@ class QueueWorker:
     def _start(self, delivery: Delivery) -> None:
         running = Running(delivery, time.monotonic())
         running.task = asyncio.create_task(self._execute(running))
-        self._running[f"{delivery.lane}:{delivery.entry_id}"] = running
+        self._running[delivery.entry_key] = running
 
     async def _execute(self, running: Running) -> None:
         d = running.delivery
@@ -265,7 +266,7 @@ class QueueWorker:
                 log.warning("%s: job %s finished after another worker took it over; "
                             "its result was discarded", self.queue, d.job_id)
         finally:
-            self._running.pop(f"{d.lane}:{d.entry_id}", None)
+            self._running.pop(d.entry_key, None)
             self._slot_freed.set()
 
     async def _call_handler(self, d: Delivery) -> Any:
@@ -291,7 +292,7 @@ class QueueWorker:
         unrecoverable = isinstance(exc, UnrecoverableError)
         stack = "".join(traceback.format_exception(exc))
         backoff = self.policy.backoff_for(d.attempts_made + 1)
-        outcome = await self._outage.retry(
+        outcome = await self._failures_outage.retry(
             lambda: self.scripts.fail(self.consumer, d, exc, stack, backoff, unrecoverable))
         if outcome == "retry":
             log.warning("%s: job %s failed (attempt %d of %d), retrying in %.1fs: %s: %s", self.queue,
@@ -319,7 +320,8 @@ class QueueWorker:
                     raise
                 continue
             for d, ok in zip(deliveries, kept):
-                if not ok:
+                # A job that finished while the call was out is simply no longer pending.
+                if not ok and d.entry_key in self._running:
                     log.warning("%s: lost the lease of job %s (another worker took it over)",
                                 self.queue, d.job_id)
 
