@@ -21,10 +21,12 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from config.api import ApiFields
 from config.defaults import DEFAULT_POLICIES, merge_policy_rows
 from config.durations import PositiveSeconds, Seconds
 from config.errors import SettingsError
 from config.policy import QueuePolicy
+from config.services import ServiceFields
 
 CONFIG_FILE_ENV = "TGJOBS_CONFIG"
 REDIS_SCHEMES = ("redis", "rediss", "unix")
@@ -46,7 +48,7 @@ def _check_queue_name(name: str) -> str:
 QueueName = Annotated[str, AfterValidator(_check_queue_name)]
 
 
-class Settings(BaseSettings):
+class Settings(ApiFields, ServiceFields, BaseSettings):
     """Everything the processes need to know; build it with `load_settings()`."""
 
     model_config = SettingsConfigDict(

@@ -1,0 +1,77 @@
+"""The data of each job type, as the seed defines it: one pydantic model per type.
+
+The API validates request bodies with these models and the processors read job data
+through them, so the contract is written once. Field names keep the seed's camelCase.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+
+Priority = Literal["low", "normal", "high"]
+ReportType = Literal["weekly", "monthly", "quarterly"]
+Identifier = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+Domain = Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True, min_length=3, max_length=253,
+                                          pattern=r"^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$")]
+
+
+class JobData(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class ResearchData(JobData):
+    companyId: Identifier
+    companyName: Text
+    domain: Domain | None = None
+    priority: Priority = "normal"
+    userId: Identifier | None = None
+
+
+class EnrichmentData(JobData):
+    contactId: Identifier
+    companyId: Identifier
+    linkedinUrl: AnyHttpUrl | None = None
+    email: EmailStr | None = None
+    priority: Priority = "normal"
+
+
+class ReportData(JobData):
+    companyId: Identifier
+    reportType: ReportType
+    userId: Identifier
+    emailTo: EmailStr | None = None
+    priority: Priority = "normal"
+
+
+class SignalData(JobData):
+    signalId: Identifier
+    signalType: Text  # checked against the configured signal types where it is processed
+    companyId: Identifier
+    data: dict[str, Any]
+    priority: Priority = "normal"
+
+
+# The seed's job type names, and the queue each goes to.
+JOB_TYPES: dict[str, tuple[str, type[JobData]]] = {
+    "research": ("research", ResearchData),
+    "enrichment": ("enrichment", EnrichmentData),
+    "report": ("reports", ReportData),
+    "signal": ("signals", SignalData),
+}
+
+JOB_NAMES: dict[str, str] = {
+    "research": "company-research",
+    "enrichment": "contact-enrichment",
+    "report": "analytics-report",
+    "signal": "signal-processing",
+}
+
+
+class Job(BaseModel):
+    """The body of POST /api/jobs."""
+
+    type: Literal["research", "enrichment", "report", "signal"]
+    data: dict[str, Any] = Field(description="validated by the type's own model")
