@@ -12,7 +12,7 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from typing import Any
 
 import orjson
@@ -21,7 +21,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from cli.embedded_redis import EmbeddedRedis, EmbeddedRedisError
 from config import Settings, SettingsError, load_settings
-from streams import InvalidJob, JobSpec, Producer, QueueAdmin, StreamsError, connect, run_workers
+from streams import Handler, InvalidJob, JobSpec, Producer, QueueAdmin, StreamsError, connect, run_workers
 
 EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 1, 2, 3
 
@@ -31,6 +31,7 @@ EXAMPLES = {
     "status": "tgjobs status --json",
     "up": "tgjobs up",
     "redis": "tgjobs redis",
+    "api": "tgjobs api --host 0.0.0.0 --port 3000",
 }
 
 
@@ -69,8 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
     status = command("status", "per-queue counts, stream length, lag, pending, dead letters")
     status.add_argument("--json", action="store_true", help="print the figures as JSON")
 
-    command("up", "start a local Redis when REDIS_URL is unset, then every worker")
+    command("up", "start a local Redis when REDIS_URL is unset, then every worker and the HTTP API")
     command("redis", "run the embedded Redis in the foreground (append-only, under the data dir)")
+
+    api = command("api", "serve the HTTP API until SIGTERM or Ctrl+C")
+    api.add_argument("--host", help="address to bind (default: API_HOST, 127.0.0.1)")
+    api.add_argument("--port", type=int, help="port to listen on (default: API_PORT, 3000)")
     return parser
 
 
@@ -110,6 +115,13 @@ async def _with_redis(settings: Settings, action: Any) -> Any:
 # -- commands -----------------------------------------------------------------------
 
 def cmd_workers(args: argparse.Namespace, settings: Settings) -> int:
+    handlers = _consumed_handlers(args, settings)
+    asyncio.run(run_workers(settings, handlers, concurrency=args.concurrency, burst=args.burst))
+    return 0
+
+
+def _consumed_handlers(args: argparse.Namespace, settings: Settings) -> dict[str, Handler]:
+    """The handlers of the queues `--queues` chose that have one; says which have none."""
     from processors import HANDLERS
 
     wanted = args.queues.split(",") if args.queues else list(settings.queues)
@@ -126,8 +138,7 @@ def cmd_workers(args: argparse.Namespace, settings: Settings) -> int:
               f"{'it' if len(missing) == 1 else 'them'}", file=sys.stderr)
     if not handlers:
         raise CliError("no queue to consume: none of the chosen queues has a handler")
-    asyncio.run(run_workers(settings, handlers, concurrency=args.concurrency, burst=args.burst))
-    return 0
+    return handlers
 
 
 def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
@@ -208,13 +219,47 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     from processors import HANDLERS
 
     with _redis_for(settings) as running:
-        if not HANDLERS:
-            # Nothing to consume yet: keep Redis serving so jobs can be published and inspected.
+        handlers: dict[str, Handler] = {}
+        if HANDLERS:
+            handlers = _consumed_handlers(argparse.Namespace(queues=None, concurrency=None), running)
+        else:
+            # Nothing to consume yet: keep Redis and the API serving so jobs can be added and inspected.
             print(f"tgjobs: no queue has a handler yet; serving Redis at {running.redacted_redis_url()} "
-                  "until Ctrl+C", file=sys.stderr)
-            _wait_for_signal()
-            return 0
-        return cmd_workers(argparse.Namespace(queues=None, concurrency=None, burst=False), running)
+                  "and the HTTP API until Ctrl+C", file=sys.stderr)
+        _run_api(_up(running, handlers))
+    return 0
+
+
+async def _up(settings: Settings, handlers: dict[str, Handler]) -> None:
+    from api import running_api
+    from api.server import stop_signal
+
+    async with running_api(settings):
+        if handlers:
+            await run_workers(settings, handlers)
+        else:
+            await stop_signal()
+
+
+def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
+    from api import serve
+
+    if args.port is not None and not 1 <= args.port <= 65535:
+        raise CliError("--port must be from 1 to 65535", EXIT_USAGE)
+    _run_api(serve(settings, args.host, args.port))
+    return 0
+
+
+def _run_api(main: Coroutine[Any, Any, None]) -> None:
+    from api.server import ServeError
+    from api.tokens import TokenFileError
+
+    try:
+        asyncio.run(main)
+    except TokenFileError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+    except ServeError as exc:
+        raise CliError(str(exc)) from None
 
 
 def cmd_redis(args: argparse.Namespace, settings: Settings) -> int:
@@ -235,7 +280,7 @@ def _wait_for_signal() -> None:
 
 
 COMMANDS = {"workers": cmd_workers, "publish": cmd_publish, "status": cmd_status, "up": cmd_up,
-            "redis": cmd_redis}
+            "redis": cmd_redis, "api": cmd_api}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -73,6 +73,8 @@ class QueuePolicy(BaseModel):
     max_stalls: Annotated[int, Field(ge=0)] = 3  # crash redeliveries allowed before dead-lettering
     lane_weights: tuple[int, int, int] | None = None  # (high, normal, low); None: strict priority
     partitions: Annotated[int, Field(ge=1)] = 1
+    records: bool = True  # a job record per job; False: the fast path (entries carry their data)
+    batch_size: Annotated[int, Field(ge=1, le=10_000)] = 100  # entries read per call on the fast path
 
     @field_validator("backoff", mode="before")
     @classmethod

@@ -71,6 +71,7 @@ class Settings(ApiFields, ServiceFields, BaseSettings):
     events_max_len: Annotated[int, Field(ge=1)] = 10_000  # cap of each queue's events stream
     dead_letter_max_len: Annotated[int, Field(ge=1)] = 100_000  # cap of each dead-letter stream
     dead_consumer_after: PositiveSeconds = 3600.0  # an empty, idle consumer is removed after this
+    max_entry_bytes: Annotated[int, Field(ge=1)] = 65_536  # a fast-path entry's data larger than this is dead-lettered
     log_level: str = "INFO"
     data_dir: Path = Path(".data")  # the embedded Redis keeps its append-only file here
     embedded_redis_port: Annotated[int, Field(ge=1, le=65535)] = 6380  # used when REDIS_URL is unset

@@ -1,10 +1,36 @@
 """Handlers of the job types, one module per type, registered by queue name.
 
-The engine never imports this package; the CLI hands `HANDLERS` to the workers.
-The four processors of the seed (research, enrichment, reports, signals) are built
-in their own issue; until then no queue has a handler.
+The engine never imports this package; the CLI builds the handlers with
+`build_handlers(settings, redis)` and hands them to the workers. Models (`models`),
+the record store (`store`) and report schedules (`schedules`) serve the API as well.
 """
 
+from __future__ import annotations
+
+from redis.asyncio import Redis
+
+from config import Settings
 from streams import Handler
 
 HANDLERS: dict[str, Handler] = {}
+"""Kept empty for the CLI of the engine issue, which reads it; the handlers need
+settings and a Redis client, so they come from `build_handlers`. Remove once the CLI
+calls `build_handlers`."""
+
+
+def build_handlers(settings: Settings, redis: Redis) -> dict[str, Handler]:
+    """Queue name -> handler for the four job types. `redis` must decode replies to str
+    (streams.connect does); the caller owns and closes it."""
+    # Imported here, not at the top: the API imports processors.models and should not
+    # pay for feedparser, VADER's lexicon or dnspython when it never runs a handler.
+    from processors.enrichment import EnrichmentProcessor
+    from processors.reports import ReportProcessor
+    from processors.research import ResearchProcessor
+    from processors.signals import SignalProcessor
+
+    return {
+        "research": ResearchProcessor(settings, redis).handle,
+        "enrichment": EnrichmentProcessor(settings, redis).handle,
+        "reports": ReportProcessor(settings, redis).handle,
+        "signals": SignalProcessor(settings, redis).handle,
+    }

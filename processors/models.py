@@ -6,10 +6,15 @@ through them, so the contract is written once. Field names keep the seed's camel
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from croniter import croniter
+from pydantic import (AnyHttpUrl, BaseModel, ConfigDict, EmailStr, Field, StringConstraints, ValidationError,
+                      field_validator)
 
+from streams import UnrecoverableError
+
+CRON_FIELDS = 5
 Priority = Literal["low", "normal", "high"]
 ReportType = Literal["weekly", "monthly", "quarterly"]
 Identifier = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
@@ -54,6 +59,26 @@ class SignalData(JobData):
     priority: Priority = "normal"
 
 
+class ScheduleData(JobData):
+    """The body of POST /api/schedules: a report for a company on a cron schedule,
+    evaluated in the configured TIMEZONE."""
+
+    companyId: Identifier
+    reportType: ReportType
+    cron: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+    emailTo: EmailStr | None = None
+    userId: Identifier
+
+    @field_validator("cron")
+    @classmethod
+    def _check_cron(cls, expression: str) -> str:
+        # Five fields (minute hour day month weekday) or a macro such as @daily; croniter's
+        # optional sixth (seconds) field would fire far more often than any report needs.
+        if not croniter.is_valid(expression) or len(expression.split()) > CRON_FIELDS:
+            raise ValueError("must be a cron expression of five fields, e.g. '0 8 * * 1', or @daily/@weekly/@monthly")
+        return expression
+
+
 # The seed's job type names, and the queue each goes to.
 JOB_TYPES: dict[str, tuple[str, type[JobData]]] = {
     "research": ("research", ResearchData),
@@ -75,3 +100,23 @@ class Job(BaseModel):
 
     type: Literal["research", "enrichment", "report", "signal"]
     data: dict[str, Any] = Field(description="validated by the type's own model")
+
+
+# -- reading job data in a handler ---------------------------------------------------
+
+M = TypeVar("M", bound=JobData)
+
+
+def parse_job_data(model: type[M], data: Any) -> M:
+    """The job's data as `model`; data that does not validate can never succeed, so the
+    job is dead-lettered at once with the validation errors as its reason."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise UnrecoverableError(f"invalid {model.__name__}: {exc}") from None
+
+
+def record_id(kind: str, job_id: str) -> str:
+    """A record named after the job that writes it ("res_01JD..." for "research-01JD..."),
+    so a rerun of the job rewrites its record instead of adding a second one."""
+    return f"{kind}_{job_id.partition('-')[2] or job_id}"

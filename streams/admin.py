@@ -1,5 +1,6 @@
 """Queue control and inspection: counts, stream figures, pause/resume, one job's
-record and logs, remove, retry, clean, and the dead-letter stream.
+record and logs, job listings paged by cursor, remove, retry, clean, the dead-letter
+stream, and the key of the audit trail of these actions.
 
 Used by the CLI and the API. Every queue name is checked against the policy table
 and every job id against its format before a key is built from it.
@@ -7,19 +8,26 @@ and every job id against its format before a key is built from it.
 
 from __future__ import annotations
 
+import asyncio
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import orjson
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from config import Settings
 from streams.errors import JobNotFound, JobStateConflict, UnknownQueue
 from streams.job import Job, JobState
 from streams.keys import GROUP, LANES, QueueKeys, queue_of_job
-from streams.scripts import QueueScripts, Scripts
+from streams.scripts import SCRIPT_NAMES, QueueScripts, Scripts, script_source
 
 FinishedState = Literal["completed", "failed"]
+STATE_INDEXES = ("waiting", "active", "retrying", "completed", "failed")
+REMOVE_CONCURRENCY = 16  # script calls in flight at once for a bulk removal
+ADMIN_SCRIPT_NAMES = ("replay_entry",)  # the engine's scripts.py loads the others
 
 
 @dataclass(slots=True)
@@ -30,14 +38,55 @@ class ConsumerInfo:
 
 
 @dataclass(slots=True)
-class LaneInfo:
-    lane: str
-    length: int
+class GroupInfo:
+    """One consumer group of a lane stream, as XINFO GROUPS and XPENDING report it."""
+
+    name: str
     lag: int | None  # None when Redis cannot tell (entries deleted after the group's position)
     pending: int
     oldest_pending_ms: int | None
-    last_delivered_id: str | None
+    last_delivered_id: str
     consumers: list[ConsumerInfo] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class LaneInfo:
+    """One lane stream with every group reading it; the flat figures are the engine's
+    own group's (`workers`): with no group yet, every entry counts as lag."""
+
+    lane: str
+    key: str
+    length: int
+    groups: list[GroupInfo] = field(default_factory=list)
+
+    @property
+    def engine_group(self) -> GroupInfo | None:
+        return next((g for g in self.groups if g.name == GROUP), None)
+
+    @property
+    def lag(self) -> int | None:
+        group = self.engine_group
+        return self.length if group is None else group.lag
+
+    @property
+    def pending(self) -> int:
+        group = self.engine_group
+        return 0 if group is None else group.pending
+
+    @property
+    def oldest_pending_ms(self) -> int | None:
+        group = self.engine_group
+        return None if group is None else group.oldest_pending_ms
+
+    @property
+    def last_delivered_id(self) -> str | None:
+        group = self.engine_group
+        return None if group is None else group.last_delivered_id
+
+    @property
+    def consumers(self) -> list[ConsumerInfo]:
+        group = self.engine_group
+        return [] if group is None else group.consumers
 
 
 @dataclass(slots=True)
@@ -62,6 +111,14 @@ class QueueStatus:
         return sum(lane.pending for lane in self.lanes)
 
 
+def _letter_data(raw: str | None) -> Any:
+    """A dead letter's data; an entry dead-lettered for not being JSON keeps its text."""
+    try:
+        return orjson.loads(raw or "null")
+    except orjson.JSONDecodeError:
+        return raw
+
+
 @dataclass(slots=True)
 class DeadLetter:
     entry_id: str
@@ -77,10 +134,100 @@ class DeadLetter:
 
     @classmethod
     def from_entry(cls, entry_id: str, f: dict[str, str]) -> DeadLetter:
-        return cls(entry_id, f.get("job", ""), f.get("name", ""), orjson.loads(f.get("data") or "null"),
+        return cls(entry_id, f.get("job", ""), f.get("name", ""), _letter_data(f.get("data")),
                    f.get("error", ""), f.get("errorType", ""), int(f.get("attempts") or 0),
                    int(f.get("stalls") or 0), int(f["createdAt"]) if f.get("createdAt") else None,
                    int(f.get("failedAt") or 0))
+
+
+# The indexes a job listing walks, in order, and whether each lists newest first
+# (delayed jobs wait in two sets scored by due time, and list soonest first).
+LISTED_NEWEST_FIRST = {"waiting": True, "active": True, "scheduled": False, "retrying": False,
+                       "completed": True, "failed": True}
+_CURSOR = re.compile(r"^(waiting|active|scheduled|retrying|completed|failed):(\d{1,16}):(\d{1,9})$")
+
+
+@dataclass(frozen=True, slots=True)
+class ListingCursor:
+    """Where a job listing stopped: the index it walked, the score it reached, and how
+    many members with exactly that score it listed already (scores tie often: a batch
+    added in one call shares its millisecond)."""
+
+    index: str
+    score: int
+    skip: int
+
+    @classmethod
+    def parse(cls, text: str) -> ListingCursor:
+        match = _CURSOR.match(text)
+        if match is None:
+            raise ValueError("not a cursor this listing gave out")
+        return cls(match[1], int(match[2]), int(match[3]))
+
+    def __str__(self) -> str:
+        return f"{self.index}:{self.score}:{self.skip}"
+
+
+@dataclass(slots=True)
+class JobPage:
+    jobs: list[Job]
+    paused: bool  # the queue's flag when the page was read: its waiting jobs report `paused`
+    next_cursor: str | None  # None on the last page
+
+
+@dataclass(slots=True)
+class JobDetail:
+    job: Job
+    logs: list[str]
+    paused: bool
+
+
+def reported_state(job: Job, paused: bool) -> JobState:
+    """The state callers see: a waiting job of a paused queue is `paused`."""
+    return JobState.PAUSED if paused and job.state is JobState.WAITING else job.state
+
+
+def _listed_indexes(state: JobState | None, paused: bool) -> list[str]:
+    if state is None:
+        return list(LISTED_NEWEST_FIRST)
+    if state is JobState.DELAYED:
+        return ["scheduled", "retrying"]
+    if state in (JobState.WAITING, JobState.PAUSED):
+        return ["waiting"] if paused == (state is JobState.PAUSED) else []
+    return [state.value]
+
+
+def _cursor_after(page: list[tuple[str, str, int]], start: ListingCursor | None) -> ListingCursor:
+    """The cursor that resumes right after the last job of `page`."""
+    index, _, score = page[-1]
+    ties = 0
+    for item_index, _, item_score in reversed(page):
+        if (item_index, item_score) != (index, score):
+            break
+        ties += 1
+    run_is_whole_walk = ties == len(page) or page[-ties - 1][0] != index
+    if run_is_whole_walk and start is not None and (start.index, start.score) == (index, score):
+        ties += start.skip  # the members skipped to reach this page tie with it too
+    return ListingCursor(index, score, ties)
+
+
+def _ok(reply: Any) -> Any:
+    """A pipeline reply, raising the error it holds (pipelines run with raise_on_error=False)."""
+    if isinstance(reply, Exception):
+        raise reply
+    return reply
+
+
+def _vanished(reply: Any) -> bool:
+    """True for the error XINFO and XPENDING give when the stream or group does not exist."""
+    return isinstance(reply, ResponseError) and ("no such key" in str(reply) or "NOGROUP" in str(reply))
+
+
+def _groups(reply: Any) -> list[GroupInfo]:
+    if _vanished(reply):
+        return []
+    return [GroupInfo(g["name"], None if g.get("lag") is None else int(g["lag"]), int(g["pending"]), None,
+                      g["last-delivered-id"]) for g in _ok(reply)]
 
 
 class QueueAdmin:
@@ -88,6 +235,17 @@ class QueueAdmin:
         self.redis = redis
         self.settings = settings
         self._scripts = Scripts(redis)
+        self._replay_entry = redis.register_script(script_source("replay_entry"))
+
+    async def load_scripts(self) -> None:
+        """Loads the engine's scripts and the admin's own, so a syntax error fails start-up."""
+        await self._scripts.load()
+        await self.redis.script_load(self._replay_entry.script)
+
+    async def scripts_loaded(self) -> bool:
+        """False when Redis lost any script (a restart, a failover, SCRIPT FLUSH)."""
+        shas = [self._scripts[name].sha for name in SCRIPT_NAMES] + [self._replay_entry.sha]
+        return all(await self.redis.script_exists(*shas))
 
     def scripts(self, queue: str) -> QueueScripts:
         if queue not in self.settings.queues:
@@ -106,41 +264,62 @@ class QueueAdmin:
     # -- figures ------------------------------------------------------------------
 
     async def status(self, queue: str) -> QueueStatus:
-        k = self.keys(queue)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for state in ("waiting", "active", "retrying", "completed", "failed"):
-                pipe.zcard(k.state_index(state))
-            pipe.zcard(k.scheduled)
-            pipe.hget(k.meta, "paused")
-            pipe.xlen(k.dead)
-            waiting, active, retrying, completed, failed, scheduled, paused, dead = await pipe.execute()
-        is_paused = paused == "1"
-        counts = {"waiting": 0 if is_paused else waiting, "active": active,
-                  "delayed": retrying + scheduled, "completed": completed, "failed": failed,
-                  "paused": waiting if is_paused else 0}
-        lanes = [await self._lane_info(k, lane) for lane in LANES]
-        return QueueStatus(queue, is_paused, counts, lanes, dead)
-
-    async def _lane_info(self, k: QueueKeys, lane: str) -> LaneInfo:
-        key = k.lane(lane)
-        if not await self.redis.exists(key):
-            return LaneInfo(lane, 0, 0, 0, None, None)
-        length = await self.redis.xlen(key)
-        group = next((g for g in await self.redis.xinfo_groups(key) if g["name"] == GROUP), None)
-        if group is None:
-            return LaneInfo(lane, length, length, 0, None, None)
-        consumers = [ConsumerInfo(c["name"], int(c["pending"]), int(c["idle"]))
-                     for c in await self.redis.xinfo_consumers(key, GROUP)]
-        oldest = None
-        if group["pending"]:
-            first = await self.redis.xpending_range(key, GROUP, "-", "+", 1)
-            oldest = int(first[0]["time_since_delivered"]) if first else None
-        lag = group.get("lag")
-        return LaneInfo(lane, length, None if lag is None else int(lag), int(group["pending"]), oldest,
-                        group["last-delivered-id"], consumers)
+        return (await self.statuses([queue]))[0]
 
     async def all_status(self) -> list[QueueStatus]:
-        return [await self.status(queue) for queue in self.settings.queues]
+        return await self.statuses(list(self.settings.queues))
+
+    async def statuses(self, queues: Sequence[str]) -> list[QueueStatus]:
+        """Counts and stream figures of several queues in two round trips: the counts
+        and each lane's groups first, then each group's consumers and oldest entry."""
+        keys = [self.keys(queue) for queue in queues]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for k in keys:
+                for state in STATE_INDEXES:
+                    pipe.zcard(k.state_index(state))
+                pipe.zcard(k.scheduled).hget(k.meta, "paused").xlen(k.dead).hlen(k.failures)
+                for lane_key in k.lanes:
+                    pipe.xlen(lane_key).xinfo_groups(lane_key)
+            replies = await pipe.execute(raise_on_error=False)
+        per_queue = len(STATE_INDEXES) + 4 + 2 * len(LANES)
+        statuses = []
+        for i, k in enumerate(keys):
+            own = replies[i * per_queue:(i + 1) * per_queue]
+            waiting, active, retrying, completed, failed, scheduled, paused, dead, backing_off = map(_ok, own[:9])
+            lane_replies = own[9:]
+            lanes = [LaneInfo(lane, k.lane(lane), _ok(lane_replies[2 * j]), _groups(lane_replies[2 * j + 1]))
+                     for j, lane in enumerate(LANES)]
+            if not self.settings.policy(k.queue).records:
+                # No job records on the fast path: its counts come from the streams themselves.
+                # Unread entries wait; delivered ones run, or wait out a backoff (the failures hash).
+                waiting = sum(lane.lag or 0 for lane in lanes)
+                retrying = backing_off
+                active = max(sum(lane.pending for lane in lanes) - backing_off, 0)
+            is_paused = paused == "1"
+            counts = {"waiting": 0 if is_paused else waiting, "active": active,
+                      "delayed": retrying + scheduled, "completed": completed, "failed": failed,
+                      "paused": waiting if is_paused else 0}
+            statuses.append(QueueStatus(k.queue, is_paused, counts, lanes, dead))
+        await self._describe_groups([lane for st in statuses for lane in st.lanes])
+        return statuses
+
+    async def _describe_groups(self, lanes: list[LaneInfo]) -> None:
+        """Fills in each group's consumers and the age of its oldest pending entry."""
+        groups = [(lane, group) for lane in lanes for group in lane.groups]
+        if not groups:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for lane, group in groups:
+                pipe.xinfo_consumers(lane.key, group.name)
+                pipe.xpending_range(lane.key, group.name, "-", "+", 1)
+            replies = await pipe.execute(raise_on_error=False)
+        for (lane, group), consumers, oldest in zip(groups, replies[::2], replies[1::2]):
+            # A group deleted since the first round trip reads as empty, not as an error.
+            if not _vanished(consumers):
+                group.consumers = [ConsumerInfo(c["name"], int(c["pending"]), int(c["idle"]))
+                                   for c in _ok(consumers)]
+            if not _vanished(oldest) and _ok(oldest):
+                group.oldest_pending_ms = int(oldest[0]["time_since_delivered"])
 
     # -- pause ------------------------------------------------------------------
 
@@ -197,22 +376,87 @@ class QueueAdmin:
         """Deletes up to `limit` records of `state` that finished more than `grace` s ago."""
         return await self.scripts(queue).clean(state, grace, limit)
 
-    async def jobs(self, queue: str, state: JobState, offset: int = 0, limit: int = 100) -> list[Job]:
-        """Jobs in one state: delayed ones by due time, the others newest first."""
+    async def jobs(self, queue: str, state: JobState, limit: int = 100) -> list[Job]:
+        """The first page of jobs in one state (see `job_page`)."""
+        return (await self.job_page(queue, state, limit)).jobs
+
+    async def job_page(self, queue: str, state: JobState | None = None, limit: int = 100,
+                       cursor: str | None = None) -> JobPage:
+        """One page of a queue's jobs in one state, or in every state (waiting, active,
+        delayed, completed, failed, in that order): delayed ones soonest due first, the
+        others newest first. Pass `next_cursor` back as `cursor` for the next page; it
+        resumes where this page ended, however many jobs were added since. A malformed
+        cursor raises ValueError."""
         k = self.keys(queue)
-        if state is JobState.DELAYED:
-            ids = await self.redis.zrange(k.scheduled, 0, -1) + await self.redis.zrange(k.state_index("retrying"), 0, -1)
-            ids = ids[offset:offset + limit]
-        elif state is JobState.PAUSED and await self.redis.hget(k.meta, "paused") != "1":
-            ids = []
+        start = ListingCursor.parse(cursor) if cursor else None
+        paused = await self.redis.hget(k.meta, "paused") == "1"
+        indexes = _listed_indexes(state, paused)
+        if start is not None and start.index not in indexes:
+            return JobPage([], paused, None)  # e.g. the queue was resumed between pages
+        found: list[tuple[str, str, int]] = []
+        for index in indexes[indexes.index(start.index) if start else 0:]:
+            resume = start if start is not None and start.index == index else None
+            found += await self._walk(k, index, resume, limit + 1 - len(found))
+            if len(found) > limit:
+                break
+        page = found[:limit]
+        next_cursor = str(_cursor_after(page, start)) if len(found) > limit else None
+        return JobPage(await self._records(k, [job_id for _, job_id, _ in page]), paused, next_cursor)
+
+    async def _walk(self, k: QueueKeys, index: str, start: ListingCursor | None,
+                    count: int) -> list[tuple[str, str, int]]:
+        """Up to `count` (index, job id, score) of one index, from `start` on."""
+        key = k.scheduled if index == "scheduled" else k.state_index(index)
+        skip = start.skip if start else 0
+        if LISTED_NEWEST_FIRST[index]:
+            rows = await self.redis.zrange(key, start.score if start else "+inf", "-inf", desc=True,
+                                           byscore=True, offset=skip, num=count, withscores=True)
         else:
-            index = "waiting" if state is JobState.PAUSED else state.value
-            ids = await self.redis.zrevrange(k.state_index(index), offset, offset + limit - 1)
+            rows = await self.redis.zrange(key, start.score if start else "-inf", "+inf",
+                                           byscore=True, offset=skip, num=count, withscores=True)
+        return [(index, job_id, int(score)) for job_id, score in rows]
+
+    async def _records(self, k: QueueKeys, job_ids: list[str]) -> list[Job]:
+        """The records of `job_ids` in one round trip; ids removed meanwhile are dropped."""
         async with self.redis.pipeline(transaction=False) as pipe:
-            for job_id in ids:
+            for job_id in job_ids:
                 pipe.hgetall(k.job(job_id))
             records = await pipe.execute()
         return [Job.from_record(r) for r in records if r]
+
+    async def job_detail(self, job_id: str, log_limit: int = 1000) -> JobDetail:
+        """A job's record, its newest `log_limit` log lines and its queue's pause flag,
+        in one round trip."""
+        k = self._job_keys(job_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(k.job(job_id)).lrange(k.logs(job_id), -max(log_limit, 1), -1).hget(k.meta, "paused")
+            record, logs, paused = await pipe.execute()
+        if not record:
+            raise JobNotFound(job_id)
+        return JobDetail(Job.from_record(record), logs if log_limit > 0 else [], paused == "1")
+
+    async def job_ids(self, queue: str, state: JobState, limit: int) -> list[str]:
+        """Up to `limit` ids of jobs in one state, in listing order."""
+        k = self.keys(queue)
+        paused = await self.redis.hget(k.meta, "paused") == "1"
+        ids: list[str] = []
+        for index in _listed_indexes(state, paused):
+            ids += [job_id for _, job_id, _ in await self._walk(k, index, None, limit - len(ids))]
+            if len(ids) >= limit:
+                break
+        return ids
+
+    async def remove_many(self, queue: str, job_ids: Sequence[str]) -> dict[str, int]:
+        """Removes each job as `remove` does; returns each id's outcome: 1 removed, 0 not
+        found (ids of other queues included), -1 active."""
+        scripts = self.scripts(queue)
+        outcomes = dict.fromkeys(job_ids, 0)
+        mine = [job_id for job_id in outcomes if queue_of_job(job_id) == queue]
+        for start in range(0, len(mine), REMOVE_CONCURRENCY):
+            chunk = mine[start:start + REMOVE_CONCURRENCY]
+            results = await asyncio.gather(*(scripts.remove(job_id) for job_id in chunk))
+            outcomes.update(zip(chunk, results))
+        return outcomes
 
     # -- dead letters -----------------------------------------------------------------
 
@@ -223,21 +467,32 @@ class QueueAdmin:
         return [DeadLetter.from_entry(entry_id, fields) for entry_id, fields in entries]
 
     async def _select_dead(self, queue: str, job_ids: list[str] | None) -> list[DeadLetter]:
+        wanted = None if job_ids is None else set(job_ids)
         letters, after = [], "-"
         while page := await self.dead_letters(queue, after, 500):
-            letters += [d for d in page if job_ids is None or d.job_id in job_ids]
+            letters += [d for d in page if wanted is None or d.job_id in wanted]
             after = page[-1].entry_id
         return letters
 
     async def replay(self, queue: str, job_ids: list[str] | None = None) -> list[str]:
         """Runs dead-lettered jobs again with fresh attempts and deletes their letters;
-        returns the job ids queued. A letter already replayed is skipped."""
+        returns the job ids queued. A letter already replayed is skipped. On a queue
+        without job records a replayed job is a new entry, so it has a new id."""
         scripts = self.scripts(queue)
+        records = self.settings.policy(queue).records
         queued = []
         for letter in await self._select_dead(queue, job_ids):
-            if await scripts.retry(letter.job_id, letter.entry_id) == 1:
-                queued.append(letter.job_id)
+            if records:
+                if await scripts.retry(letter.job_id, letter.entry_id) == 1:
+                    queued.append(letter.job_id)
+            elif entry := await self._replay_letter(scripts.keys, letter):
+                queued.append(f"{queue}-{entry}")
         return queued
+
+    async def _replay_letter(self, k: QueueKeys, letter: DeadLetter) -> str | None:
+        keys = [*k.lanes, k.dead, k.events]
+        args = [letter.entry_id, letter.job_id, self.settings.events_max_len, k.queue]
+        return await self._replay_entry(keys, args)
 
     async def purge(self, queue: str, job_ids: list[str] | None = None) -> int:
         """Deletes dead letters (all, or those of `job_ids`); returns how many."""
@@ -248,3 +503,9 @@ class QueueAdmin:
             return count
         ids = [d.entry_id for d in await self._select_dead(queue, job_ids)]
         return await self.redis.xdel(k.dead, *ids) if ids else 0
+
+
+def audit_key(prefix: str) -> str:
+    """The capped stream recording management actions (written by the API). Its name
+    is no queue's key, not even one of a queue called `audit`."""
+    return f"{{{prefix}:audit}}:log"

@@ -8,9 +8,9 @@ here are shielded: a handler timed out mid-call never leaves one half-sent.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import orjson
 from redis.asyncio import Redis
@@ -30,9 +30,13 @@ class JobContext:
     _redis: Redis
     _keys: QueueKeys
     _events_max_len: int
+    tracked: bool = True  # False on the fast path: no job record, so no progress or log
+
 
     async def progress(self, value: int | float | dict[str, Any]) -> None:
         """Records progress (a percentage, or any JSON object) and emits an event."""
+        if not self.tracked:
+            return
         encoded = orjson.dumps(value).decode()
         pipe = self._redis.pipeline(transaction=False)
         pipe.hset(self._keys.job(self.id), "progress", encoded)
@@ -42,6 +46,8 @@ class JobContext:
 
     async def log(self, message: str) -> None:
         """Appends a line to the job's log (the newest lines are kept)."""
+        if not self.tracked:
+            return
         key = self._keys.logs(self.id)
         pipe = self._redis.pipeline(transaction=False)
         pipe.rpush(key, message)
@@ -50,3 +56,22 @@ class JobContext:
 
 
 Handler = Callable[[JobContext], Awaitable[Any]]
+
+
+@runtime_checkable
+class BatchHandler(Protocol):
+    """Handles a whole batch read on the fast path: one result per job, in order; an
+    exception instance in a job's place fails that job alone."""
+
+    handles_batches: bool
+
+    def __call__(self, jobs: Sequence[JobContext]) -> Awaitable[Sequence[Any]]: ...
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def batch_handler(fn: F) -> F:
+    """Marks `fn(jobs) -> results` as a batch handler for a fast-path queue."""
+    fn.handles_batches = True  # type: ignore[attr-defined]
+    return fn

@@ -78,6 +78,12 @@ class QueueKeys:
         return f"{self.tag}:inflight"
 
     @property
+    def failures(self) -> str:
+        """Fast path (no job records): hash from a failed entry ("<lane index>:<entry id>")
+        to "<state>:<attempts>:<backoff ms>", its retry state while it stays pending."""
+        return f"{self.tag}:failures"
+
+    @property
     def scheduled(self) -> str:
         """Jobs added with a delay, scored by due time (ms); moved to a lane when due."""
         return f"{self.tag}:scheduled"

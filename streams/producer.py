@@ -1,7 +1,8 @@
 """Adds jobs to queues: one script call per job, or per chunk of a batch.
 
 The priority lane comes from the `priority` argument, else from the job data's
-`priority` field (the seed's convention), else `normal`.
+`priority` field (the seed's convention), else `normal`. On a fast-path queue (no job
+records) a job is one plain XADD of the wire format, and its id names its entry.
 """
 
 from __future__ import annotations
@@ -51,6 +52,13 @@ def _lane(spec: JobSpec) -> Lane:
         raise InvalidJob(f"priority: must be one of high, normal, low, not {priority!r}") from None
 
 
+def _encode(spec: JobSpec) -> str:
+    try:
+        return orjson.dumps(spec.data).decode()
+    except TypeError as exc:
+        raise InvalidJob(f"data: not JSON-serialisable ({exc})") from None
+
+
 class Producer:
     def __init__(self, redis: Redis, settings: Settings) -> None:
         self.settings = settings
@@ -74,6 +82,9 @@ class Producer:
         """Adds every job, one round trip per chunk of 500. All are validated first, so
         invalid input adds nothing."""
         scripts = self._queue(queue)
+        specs = list(specs)
+        if not self.settings.policy(queue).records:
+            return await self._add_entries(scripts, specs)
         rows = [self._row(queue, spec) for spec in specs]
         added: list[AddedJob] = []
         for start in range(0, len(rows), BATCH_CHUNK):
@@ -82,13 +93,26 @@ class Producer:
         return added
 
     @staticmethod
+    async def _add_entries(scripts: QueueScripts, specs: list[JobSpec]) -> list[AddedJob]:
+        if any(spec.delay for spec in specs):
+            raise InvalidJob(f"delay: not supported on {scripts.queue}, a queue without job records")
+        if any(spec.idempotency_key for spec in specs):
+            raise InvalidJob(f"idempotency_key: not supported on {scripts.queue}, a queue without job "
+                             "records (its handler deduplicates by the data's own id)")
+        entries = [(_lane(spec), _encode(spec)) for spec in specs]
+        added: list[AddedJob] = []
+        for start in range(0, len(entries), BATCH_CHUNK):
+            pipe = scripts.scripts.redis.pipeline(transaction=False)
+            for lane, data in entries[start:start + BATCH_CHUNK]:
+                pipe.xadd(scripts.keys.lane(lane), {"data": data})
+            added += [AddedJob(f"{scripts.queue}-{entry_id}", scripts.queue, True) for entry_id in await pipe.execute()]
+        return added
+
+    @staticmethod
     def _row(queue: str, spec: JobSpec) -> tuple[str, str, str, Lane, float, str]:
         if spec.delay < 0:
             raise InvalidJob("delay: must not be negative")
-        try:
-            data = orjson.dumps(spec.data).decode()
-        except TypeError as exc:
-            raise InvalidJob(f"data: not JSON-serialisable ({exc})") from None
+        data = _encode(spec)
         digest = ""
         if spec.idempotency_key is not None:
             if not spec.idempotency_key:

@@ -13,7 +13,6 @@ from functools import cache
 from importlib import resources
 from typing import Any, Literal
 
-import orjson
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
@@ -21,8 +20,8 @@ from config import QueuePolicy, Settings
 from streams.keys import GROUP, LANES, Lane, QueueKeys
 
 _INCLUDE = re.compile(r"^--!include (\S+)$", re.MULTILINE)
-SCRIPT_NAMES = ("add", "read", "reclaim", "complete", "fail", "extend", "trim", "remove",
-                "retry", "clean", "reap")
+SCRIPT_NAMES = ("add", "read", "reclaim", "complete", "fail", "fail_entry", "extend", "trim",
+                "remove", "retry", "clean", "reap")
 SCHEDULED_MOVES_PER_READ = 100
 RECLAIM_PAGE = 100
 
@@ -58,7 +57,7 @@ class Delivery:
     lane: int  # 1-based lane index, as in the scripts
     entry_id: str
     job_id: str
-    data: Any
+    raw: str | None  # the job's data as JSON text (None: the entry had none)
     attempts_made: int
     stalls: int
     delivery: int
@@ -71,9 +70,9 @@ class Delivery:
 
     @classmethod
     def from_reply(cls, row: list[Any], delivery: int = 1) -> Delivery:
-        lane, entry_id, job_id, data, attempts, stalls = row[:6]
-        return cls(int(lane), entry_id, job_id, orjson.loads(data) if data else None,
-                   int(attempts or 0), int(stalls or 0), int(row[6]) if len(row) > 6 else delivery)
+        lane, entry_id, job_id, raw, attempts, stalls = row[:6]
+        return cls(int(lane), entry_id, job_id, raw or None, int(attempts or 0), int(stalls or 0),
+                   int(row[6]) if len(row) > 6 else delivery)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,10 +150,11 @@ class QueueScripts:
         rate_max, rate_window = _rate(policy)
         min_idle = min(policy.lock_timeout, policy.backoff_for(1))
         keys = [*k.lanes, k.meta, k.limiter, k.state_index("active"), k.state_index("retrying"),
-                k.state_index("failed"), k.dead, k.events, k.inflight, k.job_prefix, k.logs_prefix]
+                k.state_index("failed"), k.dead, k.events, k.inflight, k.job_prefix, k.logs_prefix,
+                k.failures]
         args = [GROUP, consumer, want, lane, cursor, RECLAIM_PAGE, _ms(policy.lock_timeout),
                 _ms(min_idle), rate_max, rate_window, self.settings.events_max_len,
-                self.settings.dead_letter_max_len, policy.keep_failed, self.queue]
+                self.settings.dead_letter_max_len, policy.keep_failed, self.queue, policy.max_stalls]
         next_lane, next_cursor, rows, settled = await self.scripts["reclaim"](keys, args)
         return ReclaimPage(int(next_lane), next_cursor, [Delivery.from_reply(row) for row in rows],
                            int(settled))
@@ -182,6 +182,17 @@ class QueueScripts:
                 policy.keep_failed, self.settings.events_max_len,
                 self.settings.dead_letter_max_len, self.queue]
         return await self.scripts["fail"](keys, args)
+
+    async def fail_entry(self, consumer: str, d: Delivery, raw_data: str, error: BaseException,
+                         backoff: float, unrecoverable: bool) -> Literal["retry", "dead", "lost"]:
+        """The fast path's fail(): the entry has no record, so its data travels along."""
+        k, policy = self.keys, self.policy
+        keys = [k.lanes[d.lane - 1], k.failures, k.dead, k.events]
+        args = [GROUP, consumer, d.lane, LANES[d.lane - 1], d.entry_id, d.delivery, d.job_id, raw_data,
+                str(error) or type(error).__name__, type(error).__name__, d.attempts_made, d.stalls,
+                _ms(backoff), "1" if unrecoverable else "0", policy.attempts,
+                self.settings.dead_letter_max_len, self.settings.events_max_len, self.queue]
+        return await self.scripts["fail_entry"](keys, args)
 
     async def extend(self, consumer: str, deliveries: list[Delivery]) -> list[bool]:
         """Extends leases; False where the entry is no longer this consumer's."""

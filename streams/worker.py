@@ -27,6 +27,7 @@ from streams.completer import Completer
 from streams.connection import connect
 from streams.context import Handler, JobContext
 from streams.errors import JobTimeout, UnrecoverableError
+from streams.fastpath import BatchRunner
 from streams.keys import GROUP
 from streams.outage import Outage, is_missing_group, is_transient
 from streams.scripts import Delivery, QueueScripts, ReadResult, Scripts
@@ -38,6 +39,7 @@ MAX_MAINTENANCE_S = 5.0
 TRIM_EVERY_S = 5.0
 REAP_EVERY_S = 60.0
 PAUSED_POLL_S = 0.5
+FAST_BLOCK_MAX_S = 1.0  # a fast-path read blocks no longer, so a stop is never held up
 CANCEL_GRACE_S = 5.0
 
 
@@ -67,6 +69,13 @@ class QueueWorker:
         self.redis = redis or connect(settings, max_connections=self.concurrency + 6)
         self.scripts = QueueScripts(Scripts(self.redis), settings, queue)
         self._completer = Completer(self.scripts, self.consumer)
+        self._batches: BatchRunner | None = None
+        if not self.policy.records:
+            self._batches = BatchRunner(settings, self.scripts, self.redis, handler, self.consumer)
+        elif getattr(handler, "handles_batches", False):
+            raise ValueError(f"{queue}: a batch handler needs a queue without job records (records = false)")
+        self._paused = False
+        self._paused_checked_at = 0.0
         self._running: dict[str, Running] = {}
         self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -113,6 +122,8 @@ class QueueWorker:
         """One turn of the loop; True when a burst run is done."""
         if time.monotonic() >= self._next_maintenance:
             await self._maintain()
+        if self._batches is not None:
+            return await self._fast_step(self._batches, burst)
         free = self.concurrency - len(self._running)
         if free <= 0:
             await self._wait_for_slot(self._until_maintenance())
@@ -127,6 +138,23 @@ class QueueWorker:
             return True
         await self._idle(result)
         return False
+
+    async def _fast_step(self, batches: BatchRunner, burst: bool) -> bool:
+        if time.monotonic() - self._paused_checked_at >= PAUSED_POLL_S:
+            self._paused = await self.redis.hget(self.scripts.keys.meta, "paused") == "1"
+            self._paused_checked_at = time.monotonic()
+        if self._paused:
+            if burst:
+                return True
+            await self._sleep(min(self._until_maintenance(), PAUSED_POLL_S))
+            return False
+        block = 0.001 if burst else min(self._until_maintenance(), self.settings.read_block, FAST_BLOCK_MAX_S)
+        deliveries = await batches.read(block)
+        self._outage.succeeded()
+        if deliveries:
+            await batches.run(deliveries)
+            return False
+        return burst and not await self._has_work()
 
     async def _idle(self, result: ReadResult) -> None:
         wait = self._until_maintenance()
@@ -144,10 +172,13 @@ class QueueWorker:
         removes consumers that left."""
         lane, cursor = 1, "-"
         while lane:
-            free = max(self.concurrency - len(self._running), 0)
+            free = max(self._free_slots(), 0)
             page = await self.scripts.reclaim(self.consumer, free, lane, cursor)
-            for delivery in page.jobs:
-                self._start(delivery)
+            if self._batches is not None and page.jobs:
+                await self._batches.run(page.jobs)
+            else:
+                for delivery in page.jobs:
+                    self._start(delivery)
             lane, cursor = page.lane, page.cursor
         now = time.monotonic()
         if now >= self._next_trim:
@@ -196,8 +227,18 @@ class QueueWorker:
                 if "BUSYGROUP" not in str(exc):
                     raise
 
+    def _free_slots(self) -> int:
+        if self._batches is not None:
+            return self.policy.batch_size
+        return self.concurrency - len(self._running)
+
     async def _has_work(self) -> bool:
         k = self.scripts.keys
+        if self._batches is not None:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for lane in k.lanes:
+                    pipe.xpending(lane, GROUP)
+                return any(p["pending"] for p in await pipe.execute())
         async with self.redis.pipeline(transaction=False) as pipe:
             for state in ("waiting", "active", "retrying"):
                 pipe.zcard(k.state_index(state))
@@ -270,7 +311,8 @@ class QueueWorker:
             self._slot_freed.set()
 
     async def _call_handler(self, d: Delivery) -> Any:
-        ctx = JobContext(d.job_id, self.queue, d.data, d.attempts_made + 1, d.stalls,
+        data = orjson.loads(d.raw) if d.raw else None
+        ctx = JobContext(d.job_id, self.queue, data, d.attempts_made + 1, d.stalls,
                          self.redis, self.scripts.keys, self.settings.events_max_len)
         timeout = asyncio.timeout(self.policy.timeout)
         try:
@@ -310,7 +352,7 @@ class QueueWorker:
         every = self.policy.lock_timeout / 3
         while True:
             await asyncio.sleep(every)
-            deliveries = [r.delivery for r in self._running.values()]
+            deliveries = self._in_flight()
             if not deliveries:
                 continue
             try:
@@ -319,11 +361,16 @@ class QueueWorker:
                 if not is_transient(exc) and not is_missing_group(exc):
                     raise
                 continue
+            still_running = {d.entry_key for d in self._in_flight()}
             for d, ok in zip(deliveries, kept):
                 # A job that finished while the call was out is simply no longer pending.
-                if not ok and d.entry_key in self._running:
+                if not ok and d.entry_key in still_running:
                     log.warning("%s: lost the lease of job %s (another worker took it over)",
                                 self.queue, d.job_id)
+
+    def _in_flight(self) -> list[Delivery]:
+        running = [r.delivery for r in self._running.values()]
+        return running + self._batches.in_flight if self._batches is not None else running
 
     async def _drain(self) -> None:
         """Shutdown: give running jobs the grace period, then cancel what is left.

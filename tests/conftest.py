@@ -69,15 +69,23 @@ def redis_server_factory(tmp_path: Path) -> Iterator[RedisServerFactory]:
         server.stop()
 
 
+TEST_QUEUE = "jobs"
+"""A regular queue (job records on) for engine tests: the signals row with records."""
+
+
 @pytest.fixture
 def make_settings(redis_url: str, key_prefix: str) -> Callable[..., Settings]:
     """Settings on the session's Redis under this test's prefix, with fast timings.
 
-    ``make_settings(signals={"attempts": 2}, read_block=1)``: keyword arguments named
-    after a queue are merged onto that queue's policy row, the rest are settings."""
+    ``make_settings(jobs={"attempts": 2}, read_block=1)``: keyword arguments named
+    after a queue (or ``jobs``, the test queue) are merged onto that queue's policy
+    row, the rest are settings."""
 
     def make(**overrides: Any) -> Settings:
-        queues = {name: overrides.pop(name) for name in list(overrides) if name in DEFAULT_POLICIES}
+        queues = {name: overrides.pop(name) for name in list(overrides)
+                  if name in DEFAULT_POLICIES or name == TEST_QUEUE}
+        test_row = {**DEFAULT_POLICIES["signals"].model_dump(), "records": True, "batch_size": 100}
+        queues[TEST_QUEUE] = {**test_row, **queues.get(TEST_QUEUE, {})}
         return Settings(redis_url=redis_url, key_prefix=key_prefix, read_block=1,
                         shutdown_grace=5, queues=queues, **overrides)
 

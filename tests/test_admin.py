@@ -19,7 +19,7 @@ from streams import (JobContext, JobNotFound, JobSpec, JobState, JobStateConflic
 from streams.keys import GROUP
 from streams.scripts import Delivery, QueueScripts, Scripts
 
-Q = "signals"
+Q = "jobs"
 BURST_TIMEOUT = 30.0
 
 Handler = Callable[[JobContext], Awaitable[Any]]
@@ -84,7 +84,7 @@ async def lane_len(client: Redis, keys: QueueKeys, lane: str) -> int:
 # -- status -------------------------------------------------------------------------
 
 async def test_status_counts_each_state_and_stream_figures(engine_redis: Redis, make_settings: Callable[..., Settings]) -> None:
-    settings = make_settings(signals={"attempts": 1})
+    settings = make_settings(jobs={"attempts": 1})
     producer, admin = Producer(engine_redis, settings), QueueAdmin(engine_redis, settings)
     keys = QueueKeys(settings.key_prefix, Q)
 
@@ -339,7 +339,7 @@ async def test_remove_job_backing_off_acks_its_pending_entry(
         engine_redis: Redis, make_settings: Callable[..., Settings]) -> None:
     # A failed attempt with retries left keeps its entry pending (state delayed);
     # removing the job must ack and delete that entry so nothing reclaims it.
-    settings = make_settings(signals={"backoff_delay": 60})
+    settings = make_settings(jobs={"backoff_delay": 60})
     producer, admin = Producer(engine_redis, settings), QueueAdmin(engine_redis, settings)
     keys = QueueKeys(settings.key_prefix, Q)
     scripts = QueueScripts(Scripts(engine_redis), settings, Q)
@@ -375,7 +375,7 @@ async def _pending_deliveries(client: Redis, settings: Settings) -> list[Deliver
 
 async def test_retry_failed_job_runs_it_again_with_fresh_attempts(
         engine_redis: Redis, make_settings: Callable[..., Settings]) -> None:
-    settings = make_settings(signals={"attempts": 1})
+    settings = make_settings(jobs={"attempts": 1})
     producer, admin = Producer(engine_redis, settings), QueueAdmin(engine_redis, settings)
     job_id = (await producer.add(Q, {"n": 7})).id
     await burst(settings, always_fail)
@@ -441,7 +441,7 @@ async def test_clean_completed_deletes_oldest_up_to_limit(engine_redis: Redis, m
 
 
 async def test_clean_failed_leaves_completed_alone(engine_redis: Redis, make_settings: Callable[..., Settings]) -> None:
-    settings = make_settings(signals={"attempts": 1})
+    settings = make_settings(jobs={"attempts": 1})
     producer, admin = Producer(engine_redis, settings), QueueAdmin(engine_redis, settings)
     keys = QueueKeys(settings.key_prefix, Q)
     ids = [(await producer.add(Q, {"n": n, "fail": n % 2 == 0})).id for n in range(6)]
@@ -473,7 +473,7 @@ async def _complete_one_at_a_time(settings: Settings, producer: Producer, handle
 
 
 async def test_keep_completed_keeps_only_the_newest(engine_redis: Redis, make_settings: Callable[..., Settings]) -> None:
-    settings = make_settings(signals={"keep_completed": 3})
+    settings = make_settings(jobs={"keep_completed": 3})
     producer, admin = Producer(engine_redis, settings), QueueAdmin(engine_redis, settings)
     keys = QueueKeys(settings.key_prefix, Q)
 
@@ -494,7 +494,7 @@ async def test_keep_completed_keeps_only_the_newest(engine_redis: Redis, make_se
 
 
 async def test_keep_failed_keeps_only_the_newest(engine_redis: Redis, make_settings: Callable[..., Settings]) -> None:
-    settings = make_settings(signals={"keep_failed": 2, "attempts": 1})
+    settings = make_settings(jobs={"keep_failed": 2, "attempts": 1})
     producer, admin = Producer(engine_redis, settings), QueueAdmin(engine_redis, settings)
     keys = QueueKeys(settings.key_prefix, Q)
     ids = await _complete_one_at_a_time(settings, producer, always_fail, 6)
@@ -513,7 +513,7 @@ async def test_keep_failed_keeps_only_the_newest(engine_redis: Redis, make_setti
 # -- dead letters ----------------------------------------------------------------------
 
 async def test_dead_letters_list_and_page(engine_redis: Redis, make_settings: Callable[..., Settings]) -> None:
-    settings = make_settings(signals={"attempts": 2, "backoff_delay": 0.05})
+    settings = make_settings(jobs={"attempts": 2, "backoff_delay": 0.05})
     producer, admin = Producer(engine_redis, settings), QueueAdmin(engine_redis, settings)
     t0 = await server_ms(engine_redis)
     ids = [(await producer.add(Q, {"n": n}, name="sig")).id for n in range(5)]
@@ -549,7 +549,7 @@ async def test_dead_letters_list_and_page(engine_redis: Redis, make_settings: Ca
 
 
 async def test_unrecoverable_error_dead_letters_at_once(engine_redis: Redis, make_settings: Callable[..., Settings]) -> None:
-    settings = make_settings(signals={"attempts": 5})
+    settings = make_settings(jobs={"attempts": 5})
     producer, admin = Producer(engine_redis, settings), QueueAdmin(engine_redis, settings)
     job_id = (await producer.add(Q, {"n": 1})).id
     calls = []
@@ -567,7 +567,7 @@ async def test_unrecoverable_error_dead_letters_at_once(engine_redis: Redis, mak
 
 
 async def test_replay_requeues_with_fresh_attempts_once(engine_redis: Redis, make_settings: Callable[..., Settings]) -> None:
-    settings = make_settings(signals={"attempts": 2, "backoff_delay": 0.05})
+    settings = make_settings(jobs={"attempts": 2, "backoff_delay": 0.05})
     producer, admin = Producer(engine_redis, settings), QueueAdmin(engine_redis, settings)
     ids = [(await producer.add(Q, {"n": n})).id for n in range(3)]
     await burst(settings, always_fail)
@@ -592,7 +592,7 @@ async def test_replay_requeues_with_fresh_attempts_once(engine_redis: Redis, mak
 
 
 async def test_replay_selected_letters_only(engine_redis: Redis, make_settings: Callable[..., Settings]) -> None:
-    settings = make_settings(signals={"attempts": 1})
+    settings = make_settings(jobs={"attempts": 1})
     producer, admin = Producer(engine_redis, settings), QueueAdmin(engine_redis, settings)
     ids = [(await producer.add(Q, {"n": n})).id for n in range(3)]
     await burst(settings, always_fail)
@@ -605,7 +605,7 @@ async def test_replay_selected_letters_only(engine_redis: Redis, make_settings: 
 
 async def test_replay_recreates_a_cleaned_job_from_its_letter(
         engine_redis: Redis, make_settings: Callable[..., Settings]) -> None:
-    settings = make_settings(signals={"attempts": 1})
+    settings = make_settings(jobs={"attempts": 1})
     producer, admin = Producer(engine_redis, settings), QueueAdmin(engine_redis, settings)
     data = {"n": 3, "nested": {"list": [1, 2, "three"]}}
     job_id = (await producer.add(Q, data, name="custom", priority="high")).id
@@ -631,7 +631,7 @@ async def test_replay_recreates_a_cleaned_job_from_its_letter(
 
 
 async def test_purge_dead_letters(engine_redis: Redis, make_settings: Callable[..., Settings]) -> None:
-    settings = make_settings(signals={"attempts": 1})
+    settings = make_settings(jobs={"attempts": 1})
     producer, admin = Producer(engine_redis, settings), QueueAdmin(engine_redis, settings)
     ids = [(await producer.add(Q, {"n": n})).id for n in range(4)]
     await burst(settings, always_fail)
@@ -674,7 +674,7 @@ async def test_idempotency_key_adds_one_job_only(engine_redis: Redis, make_setti
 
 async def test_strict_priority_serves_high_then_normal_then_low(
         engine_redis: Redis, make_settings: Callable[..., Settings]) -> None:
-    settings = make_settings(signals={"concurrency": 1})
+    settings = make_settings(jobs={"concurrency": 1})
     producer = Producer(engine_redis, settings)
     keys = QueueKeys(settings.key_prefix, Q)
     for lane in ("low", "normal", "high"):
@@ -699,7 +699,7 @@ async def test_priority_from_job_data(engine_redis: Redis, make_settings: Callab
 
 
 async def test_lane_weights_prevent_starvation(engine_redis: Redis, make_settings: Callable[..., Settings]) -> None:
-    settings = make_settings(signals={"lane_weights": "1:1:1", "concurrency": 1})
+    settings = make_settings(jobs={"lane_weights": "1:1:1", "concurrency": 1})
     producer = Producer(engine_redis, settings)
     for lane in ("high", "normal", "low"):
         await producer.add_many(Q, [JobSpec({"lane": lane, "n": n}, priority=lane) for n in range(30)])

@@ -87,19 +87,19 @@ def test_publish_prints_the_job_id(tgjobs: Run, client: redis.Redis, key_prefix:
 
 
 def test_publish_json_and_count(tgjobs: Run, client: redis.Redis, key_prefix: str) -> None:
-    rows = json.loads(ok(tgjobs("publish", "signals", '{"n": 1}', "--json")))
-    assert len(rows) == 1 and rows[0]["queue"] == "signals" and rows[0]["created"] is True
+    rows = json.loads(ok(tgjobs("publish", "research", '{"n": 1}', "--json")))
+    assert len(rows) == 1 and rows[0]["queue"] == "research" and rows[0]["created"] is True
     assert ID_RE.match(rows[0]["id"])
 
-    out = ok(tgjobs("publish", "signals", '{"n": 2}', "--count", "3"))
+    out = ok(tgjobs("publish", "research", '{"n": 2}', "--count", "3"))
     ids = out.split()
     assert len(ids) == 3 and len(set(ids)) == 3
-    assert all(i.startswith("signals-") for i in ids)
-    keys = QueueKeys(key_prefix, "signals")
+    assert all(i.startswith("research-") for i in ids)
+    keys = QueueKeys(key_prefix, "research")
     assert client.xlen(keys.lane("normal")) == 4
     assert client.zcard(keys.state_index("waiting")) == 4
 
-    rows = json.loads(ok(tgjobs("publish", "signals", "[1, 2]", "--count", "2", "--json")))
+    rows = json.loads(ok(tgjobs("publish", "research", "[1, 2]", "--count", "2", "--json")))
     assert [r["created"] for r in rows] == [True, True]
     assert json.loads(client.hget(keys.job(rows[0]["id"]), "data")) == [1, 2]
 
@@ -139,13 +139,13 @@ def test_publish_delay_makes_the_job_delayed(tgjobs: Run, client: redis.Redis, k
 
 
 def test_publish_idempotency_key(tgjobs: Run, client: redis.Redis, key_prefix: str) -> None:
-    (first,) = ok(tgjobs("publish", "signals", '{"n": 1}', "--idempotency-key", "order-7")).split()
-    again = ok(tgjobs("publish", "signals", '{"n": 2}', "--idempotency-key", "order-7"))
+    (first,) = ok(tgjobs("publish", "research", '{"n": 1}', "--idempotency-key", "order-7")).split()
+    again = ok(tgjobs("publish", "research", '{"n": 2}', "--idempotency-key", "order-7"))
     assert again.split()[0] == first
     assert "already" in again
-    rows = json.loads(ok(tgjobs("publish", "signals", '{"n": 3}', "--idempotency-key", "order-7", "--json")))
-    assert rows == [{"id": first, "queue": "signals", "created": False}]
-    keys = QueueKeys(key_prefix, "signals")
+    rows = json.loads(ok(tgjobs("publish", "research", '{"n": 3}', "--idempotency-key", "order-7", "--json")))
+    assert rows == [{"id": first, "queue": "research", "created": False}]
+    keys = QueueKeys(key_prefix, "research")
     assert client.zcard(keys.state_index("waiting")) == 1
     assert client.xlen(keys.lane("normal")) == 1
     assert json.loads(client.hget(keys.job(first), "data")) == {"n": 1}
@@ -165,13 +165,13 @@ def test_status_table_lists_every_queue(tgjobs: Run) -> None:
     assert rows["research"]["waiting"] == "2"
     assert rows["research"]["length"] == "2"
     assert rows["research"]["state"] == "running"
-    assert rows["signals"]["waiting"] == "0"
+    assert rows["reports"]["waiting"] == "0"
 
 
 def test_status_json_shows_published_counts(tgjobs: Run) -> None:
     ok(tgjobs("publish", "research", '{"x": 1}', "--count", "3"))
     ok(tgjobs("publish", "research", '{"x": 2}', "--priority", "low"))
-    ok(tgjobs("publish", "signals", '{"x": 3}', "--delay", "2h"))
+    ok(tgjobs("publish", "reports", '{"x": 3}', "--delay", "2h"))
     rows = json.loads(ok(tgjobs("status", "--json")))
     by_queue = {r["queue"]: r for r in rows}
     assert set(by_queue) == set(DEFAULT_POLICIES)
@@ -182,8 +182,8 @@ def test_status_json_shows_published_counts(tgjobs: Run) -> None:
     assert (research["active"], research["delayed"], research["completed"], research["failed"],
             research["dead"], research["pending"], research["paused"]) == (0, 0, 0, 0, 0, 0, 0)
     assert research["state"] == "running"
-    signals = by_queue["signals"]
-    assert (signals["delayed"], signals["waiting"], signals["length"]) == (1, 0, 0)
+    reports = by_queue["reports"]
+    assert (reports["delayed"], reports["waiting"], reports["length"]) == (1, 0, 0)
     assert by_queue["enrichment"]["waiting"] == 0
 
 

@@ -35,7 +35,7 @@ from streams import JobSpec, JobState, Producer, QueueAdmin
 
 ROOT = Path(__file__).parents[1]
 WORKER_SCRIPT = ROOT / "tests" / "worker_proc.py"
-SIGNALS = "signals"
+SIGNALS = "jobs"  # the test queue: the signals row with job records
 RESEARCH = "research"
 
 # Redis errors a poll may meet while a server restarts; they mean "not yet".
@@ -187,11 +187,10 @@ async def test_sigkill_mid_batch_loses_nothing_and_each_effect_happens_once(
     settings = make_settings()
     admin = QueueAdmin(engine_redis, settings)
     ids = await add_jobs(engine_redis, settings, SIGNALS, [{"sleep": 0.05, "n": i} for i in range(200)])
-    flags = ("--lock-timeout", 1, "--concurrency", 20)
-    # Keep every completed record (signals keeps 100 by default) so counts are exact.
-    env = {"QUEUES__SIGNALS__KEEP_COMPLETED": "1000"}
+    # Keep every completed record (100 by default) so counts are exact.
+    flags = ("--lock-timeout", 1, "--concurrency", 20, "--keep-completed", 1000)
 
-    a = spawn(SIGNALS, *flags, env=env)
+    a = spawn(SIGNALS, *flags)
 
     async def a_busy_mid_run() -> bool:
         """At least 30 done, and a handler started under 25 ms ago (server clock) without
@@ -211,7 +210,7 @@ async def test_sigkill_mid_batch_loses_nothing_and_each_effect_happens_once(
     after_kill = await counts(admin, SIGNALS)
     assert after_kill["active"] > 0 and after_kill["completed"] < 200, after_kill
 
-    b = spawn(SIGNALS, *flags, env=env)
+    b = spawn(SIGNALS, *flags)
 
     async def all_completed() -> bool:
         return (await counts(admin, SIGNALS))["completed"] == 200

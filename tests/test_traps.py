@@ -15,7 +15,7 @@ from streams import JobContext, JobSpec, Producer, QueueAdmin, QueueWorker
 from streams.keys import GROUP, QueueKeys
 from streams.scripts import Delivery, QueueScripts, Scripts
 
-Q = "signals"
+Q = "jobs"
 
 
 async def eventually(predicate: Callable[[], Any], timeout: float = 10.0) -> None:
@@ -46,7 +46,7 @@ async def reclaim_all(scripts: QueueScripts, consumer: str, want: int) -> list[D
 async def test_backoff_never_steals_a_running_job(engine_redis: Redis, make_settings: Callable[..., Settings]) -> None:
     # A 0.05 s backoff with a 5 s lease: the running job's entry is idle far longer than
     # the backoff, but its record says active, so reclaim leaves it alone.
-    settings = make_settings(signals={"backoff_delay": 0.05, "lock_timeout": 5})
+    settings = make_settings(jobs={"backoff_delay": 0.05, "lock_timeout": 5})
     scripts = await setup(engine_redis, settings)
     await Producer(engine_redis, settings).add(Q, {"n": 1})
     (running,) = (await scripts.read("alive", 1)).jobs
@@ -57,7 +57,7 @@ async def test_backoff_never_steals_a_running_job(engine_redis: Redis, make_sett
 
 async def test_failed_job_is_reclaimed_after_its_backoff_not_before(
         engine_redis: Redis, make_settings: Callable[..., Settings]) -> None:
-    settings = make_settings(signals={"backoff_delay": 0.4, "lock_timeout": 30})
+    settings = make_settings(jobs={"backoff_delay": 0.4, "lock_timeout": 30})
     scripts = await setup(engine_redis, settings)
     await Producer(engine_redis, settings).add(Q, {"n": 1})
     (d,) = (await scripts.read("a", 1)).jobs
@@ -70,7 +70,7 @@ async def test_failed_job_is_reclaimed_after_its_backoff_not_before(
 
 async def test_deleted_pending_entry_is_dead_lettered_not_left_active(
         engine_redis: Redis, make_settings: Callable[..., Settings]) -> None:
-    settings = make_settings(signals={"backoff_delay": 0.01})
+    settings = make_settings(jobs={"backoff_delay": 0.01})
     scripts = await setup(engine_redis, settings)
     job = await Producer(engine_redis, settings).add(Q, {"n": 1})
     (d,) = (await scripts.read("a", 1)).jobs
@@ -88,7 +88,7 @@ async def test_deleted_pending_entry_is_dead_lettered_not_left_active(
 
 async def test_completion_is_fenced_against_a_stale_owner(
         engine_redis: Redis, make_settings: Callable[..., Settings]) -> None:
-    settings = make_settings(signals={"lock_timeout": 0.2})
+    settings = make_settings(jobs={"lock_timeout": 0.2})
     scripts = await setup(engine_redis, settings)
     job = await Producer(engine_redis, settings).add(Q, {"n": 1})
     (stale,) = (await scripts.read("frozen", 1)).jobs
@@ -107,7 +107,7 @@ async def test_completion_is_fenced_against_a_stale_owner(
 async def test_same_consumer_reclaiming_its_own_entry_fences_the_old_run(
         engine_redis: Redis, make_settings: Callable[..., Settings]) -> None:
     # Owner alone is not enough: the delivery count tells the old run from the new.
-    settings = make_settings(signals={"lock_timeout": 0.2})
+    settings = make_settings(jobs={"lock_timeout": 0.2})
     scripts = await setup(engine_redis, settings)
     await Producer(engine_redis, settings).add(Q, {"n": 1})
     (old,) = (await scripts.read("w", 1)).jobs
@@ -121,7 +121,7 @@ async def test_crash_redeliveries_use_their_own_budget(
         engine_redis: Redis, make_settings: Callable[..., Settings]) -> None:
     # attempts=2, max_stalls=3: three crashes and one handler failure still leave the
     # job a chance; it completes with attemptsMade 2 (one failure, one success).
-    settings = make_settings(signals={"attempts": 2, "max_stalls": 3, "lock_timeout": 0.1,
+    settings = make_settings(jobs={"attempts": 2, "max_stalls": 3, "lock_timeout": 0.1,
                                       "backoff_delay": 0})
     scripts = await setup(engine_redis, settings)
     job = await Producer(engine_redis, settings).add(Q, {"n": 1})
@@ -139,7 +139,7 @@ async def test_crash_redeliveries_use_their_own_budget(
 
 async def test_a_job_that_crashes_every_worker_is_dead_lettered(
         engine_redis: Redis, make_settings: Callable[..., Settings]) -> None:
-    settings = make_settings(signals={"max_stalls": 2, "lock_timeout": 0.1})
+    settings = make_settings(jobs={"max_stalls": 2, "lock_timeout": 0.1})
     scripts = await setup(engine_redis, settings)
     job = await Producer(engine_redis, settings).add(Q, {"n": 1})
     await scripts.read("w0", 1)
@@ -158,7 +158,7 @@ async def test_a_job_that_crashes_every_worker_is_dead_lettered(
 async def test_reclaim_walks_the_whole_pending_list(
         engine_redis: Redis, make_settings: Callable[..., Settings]) -> None:
     # 350 entries of a dead worker: more than three pages of the walk.
-    settings = make_settings(signals={"lock_timeout": 0.1, "concurrency": 400})
+    settings = make_settings(jobs={"lock_timeout": 0.1, "concurrency": 400})
     scripts = await setup(engine_redis, settings)
     await Producer(engine_redis, settings).add_many(Q, [JobSpec({"n": i}) for i in range(350)])
     assert len((await scripts.read("dead", 400)).jobs) == 350
@@ -168,9 +168,10 @@ async def test_reclaim_walks_the_whole_pending_list(
     async def handler(ctx: JobContext) -> None:
         handled.append(ctx.id)
 
-    worker = QueueWorker(settings, Q, handler, redis=engine_redis, consumer="rescuer")
+    worker = QueueWorker(settings, Q, handler, consumer="rescuer")
     await worker._maintain()  # one reclaim cycle
     await eventually(lambda: _true(len(handled) == 350))
+    await worker.redis.aclose()
 
 
 async def _true(value: bool) -> bool:
@@ -180,7 +181,7 @@ async def _true(value: bool) -> bool:
 async def test_lease_extension_keeps_a_long_job_from_being_reclaimed(
         engine_redis: Redis, make_settings: Callable[..., Settings]) -> None:
     # The job runs 4x its lease; a second worker reclaims constantly, yet it runs once.
-    settings = make_settings(signals={"lock_timeout": 0.3, "concurrency": 2})
+    settings = make_settings(jobs={"lock_timeout": 0.3, "concurrency": 2})
     await Producer(engine_redis, settings).add(Q, {"n": 1})
     runs: list[str] = []
 
@@ -198,7 +199,7 @@ async def test_lease_extension_keeps_a_long_job_from_being_reclaimed(
 
 async def test_trimming_keeps_every_unacked_entry(
         engine_redis: Redis, make_settings: Callable[..., Settings]) -> None:
-    settings = make_settings(signals={"concurrency": 200, "backoff_delay": 3600, "attempts": 2,
+    settings = make_settings(jobs={"concurrency": 200, "backoff_delay": 3600, "attempts": 2,
                                       "keep_completed": 5000})
     await Producer(engine_redis, settings).add_many(Q, [JobSpec({"n": i}) for i in range(3000)])
 
@@ -286,7 +287,7 @@ async def test_worker_recreates_a_vanished_group(engine_redis: Redis, make_setti
 async def test_retry_delays_follow_the_policy_and_dead_letters_hold_exactly_the_failures(
         engine_redis: Redis, make_settings: Callable[..., Settings], policy: dict[str, Any],
         expected: list[float]) -> None:
-    settings = make_settings(signals={**policy, "lock_timeout": 30})
+    settings = make_settings(jobs={**policy, "lock_timeout": 30})
     producer = Producer(engine_redis, settings)
     doomed = [(await producer.add(Q, {"fail": True, "n": i})).id for i in range(3)]
     fine = [(await producer.add(Q, {"fail": False, "n": i})).id for i in range(3)]
@@ -315,7 +316,7 @@ async def test_retry_delays_follow_the_policy_and_dead_letters_hold_exactly_the_
 
 
 async def test_timeout_fails_the_attempt(engine_redis: Redis, make_settings: Callable[..., Settings]) -> None:
-    settings = make_settings(signals={"timeout": 0.2, "attempts": 2, "backoff_delay": 0})
+    settings = make_settings(jobs={"timeout": 0.2, "attempts": 2, "backoff_delay": 0})
     job = await Producer(engine_redis, settings).add(Q, {})
     calls = 0
 
@@ -335,7 +336,7 @@ async def test_unrecoverable_error_skips_remaining_attempts(
         engine_redis: Redis, make_settings: Callable[..., Settings]) -> None:
     from streams import UnrecoverableError
 
-    settings = make_settings(signals={"attempts": 5})
+    settings = make_settings(jobs={"attempts": 5})
     job = await Producer(engine_redis, settings).add(Q, {})
     calls = 0
 
@@ -350,7 +351,7 @@ async def test_unrecoverable_error_skips_remaining_attempts(
 
 
 async def test_concurrency_limit_is_respected(engine_redis: Redis, make_settings: Callable[..., Settings]) -> None:
-    settings = make_settings(signals={"concurrency": 3})
+    settings = make_settings(jobs={"concurrency": 3})
     await Producer(engine_redis, settings).add_many(Q, [JobSpec({}) for _ in range(12)])
     running = peak = 0
 

@@ -1,7 +1,7 @@
 """A worker process for tests that need real processes (SIGKILL, SIGTERM, two workers).
 
     python tests/worker_proc.py REDIS_URL KEY_PREFIX QUEUE [--lock-timeout S] [--concurrency N]
-        [--rate N/PERIOD] [--grace S] [--backoff-delay S]
+        [--rate N/PERIOD] [--grace S] [--backoff-delay S] [--keep-completed N]
 
 Its handler reads the job's data: {"sleep": seconds, "kill": true (SIGKILL itself),
 "fail": true}. It records every start in the list `<prefix>:test:starts` as
@@ -18,7 +18,7 @@ import os
 import signal
 import sys
 
-from config import Settings
+from config import DEFAULT_POLICIES, Settings
 from streams import JobContext, run_workers
 
 
@@ -32,9 +32,13 @@ def main() -> None:
     parser.add_argument("--rate", default=None)
     parser.add_argument("--grace", type=float, default=30)
     parser.add_argument("--backoff-delay", type=float, default=0.1)
+    parser.add_argument("--keep-completed", type=int, default=100)
     args = parser.parse_args()
     row = {"lock_timeout": args.lock_timeout, "concurrency": args.concurrency,
-           "backoff_delay": args.backoff_delay, "rate_limit": args.rate}
+           "backoff_delay": args.backoff_delay, "rate_limit": args.rate,
+           "keep_completed": args.keep_completed}
+    if args.queue == "jobs":  # the tests' regular queue: the signals row with job records
+        row = {**DEFAULT_POLICIES["signals"].model_dump(), "records": True, **row}
     settings = Settings(redis_url=args.redis_url, key_prefix=args.prefix, shutdown_grace=args.grace,
                         read_block=1, queues={args.queue: row})
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,

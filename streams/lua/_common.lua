@@ -73,3 +73,24 @@ local function owns(laneKey, group, entryId, consumer, delivery)
   local p = redis.call('XPENDING', laneKey, group, entryId, entryId, 1, consumer)
   return p[1] ~= nil and tonumber(p[1][4]) == tonumber(delivery)
 end
+
+-- Fast path (no job record): a final failure goes to the dead-letter stream with the
+-- entry's own data, and the entry is acked.
+local function dead_letter_entry(ctx, laneKey, laneName, entryId, field, jobId, data, reason,
+                                 errorType, attempts, stalls, now)
+  redis.call('XADD', ctx.dead, 'MAXLEN', '~', ctx.deadMaxLen, '*',
+    'job', jobId, 'queue', ctx.queue, 'name', ctx.queue, 'lane', laneName, 'data', data or 'null',
+    'error', reason, 'errorType', errorType, 'attempts', attempts, 'stalls', stalls,
+    'createdAt', string.match(entryId, '^(%d+)'), 'failedAt', now)
+  redis.call('XACK', laneKey, ctx.group, entryId)
+  redis.call('HDEL', ctx.failures, field)
+  emit(ctx.events, ctx.eventsMaxLen, 'failed', jobId, 'error', reason)
+end
+
+-- The 'data' field of an entry's field list, or nil.
+local function entry_data(fields)
+  for i = 1, #fields, 2 do
+    if fields[i] == 'data' then return fields[i + 1] end
+  end
+  return nil
+end

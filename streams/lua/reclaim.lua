@@ -7,6 +7,8 @@
                  counter less the handler failures counts crash redeliveries; past the
                  crash budget the job is dead-lettered instead.
     finished or removed -> the stale pending entry is acked.
+  Entries of the fast path have no record: their failures hash entry (absent until a
+  first failure) holds the same state, attempts and backoff.
   A claimed entry whose body was trimmed or deleted is settled (dead-lettered) rather
   than left active. Claims take rate-limit permits and never exceed `want`; settling
   needs neither.
@@ -15,7 +17,7 @@
   KEYS[4] meta hash       KEYS[5] rate limiter     KEYS[6] active index
   KEYS[7] retrying index  KEYS[8] failed index     KEYS[9] dead letters
   KEYS[10] events stream  KEYS[11] in-flight hash  KEYS[12] job key prefix
-  KEYS[13] logs key prefix
+  KEYS[13] logs key prefix  KEYS[14] failures hash (fast path)
 
   ARGV[1] group  ARGV[2] consumer  ARGV[3] want
   ARGV[4] lane index to walk  ARGV[5] walk its entries after this id ('-' to start)
@@ -23,7 +25,7 @@
   ARGV[7] lease ms  ARGV[8] smallest idle worth looking at (ms)
   ARGV[9] rate max (0 = none)  ARGV[10] rate window ms
   ARGV[11] events cap  ARGV[12] dead-letter cap  ARGV[13] failed records kept
-  ARGV[14] queue name
+  ARGV[14] queue name  ARGV[15] crash redeliveries allowed (max stalls)
 
   Returns {next lane index (0 when the walk is done), next cursor id,
            {{lane index, entry id, job id, data, attemptsMade, stalls, delivery count}...},
@@ -36,10 +38,12 @@ local group, consumer, want = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local laneIndex, cursor, pageSize = tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6])
 local leaseMs, minIdle = tonumber(ARGV[7]), tonumber(ARGV[8])
 local rateMax, rateWindow = tonumber(ARGV[9]), tonumber(ARGV[10])
+local maxStalls = tonumber(ARGV[15])
+local laneNames = { 'high', 'normal', 'low' }
 local ctx = {
   group = group, queue = ARGV[14], active = KEYS[6], retrying = KEYS[7], failed = KEYS[8],
   dead = KEYS[9], events = KEYS[10], inflight = KEYS[11], jobPrefix = KEYS[12],
-  logsPrefix = KEYS[13], eventsMaxLen = ARGV[11], deadMaxLen = ARGV[12],
+  logsPrefix = KEYS[13], failures = KEYS[14], eventsMaxLen = ARGV[11], deadMaxLen = ARGV[12],
   keepFailed = tonumber(ARGV[13]),
 }
 local now = now_ms()
@@ -50,14 +54,51 @@ if redis.call('HGET', meta, 'paused') == '1' then return { 0, '', {}, 0 } end
 local allowed = free_permits(limiter, rateMax, rateWindow, want, now)
 local claimed, settled, budget = {}, 0, pageSize
 
+-- A fast-path entry: no record, its retry state (if it ever failed) in the failures hash.
+local function visit_entry(lane, p)
+  local entryId, idle, deliveries = p[1], tonumber(p[3]), tonumber(p[4])
+  local laneKey, field = KEYS[lane], lane .. ':' .. entryId
+  local jobId = ctx.queue .. '-' .. entryId
+  local mark = redis.call('HGET', ctx.failures, field)
+  local state, attempts, backoff = 'active', 0, 0
+  if mark then
+    local s, a, b = string.match(mark, '^(%a+):(%d+):(%d+)$')
+    state, attempts, backoff = s, tonumber(a), tonumber(b)
+  end
+  local crash = state == 'active' and idle >= leaseMs
+  local retry = state == 'delayed' and idle >= backoff
+  local stalls = deliveries - attempts
+  if crash and stalls > maxStalls then
+    local body = redis.call('XRANGE', laneKey, entryId, entryId)
+    dead_letter_entry(ctx, laneKey, laneNames[lane], entryId, field, jobId, body[1] and entry_data(body[1][2]),
+      'job stalled ' .. stalls .. ' times: its worker stopped while running it', 'Stalled',
+      attempts, stalls, now)
+    settled = settled + 1
+  elseif (crash or retry) and allowed > 0 then
+    local got = redis.call('XCLAIM', laneKey, group, consumer, 0, entryId)
+    if #got == 0 then
+      dead_letter_entry(ctx, laneKey, laneNames[lane], entryId, field, jobId, nil,
+        'stream entry was deleted before the job finished', 'EntryDeleted', attempts, stalls, now)
+      settled = settled + 1
+      return
+    end
+    redis.call('HSET', ctx.failures, field, 'active:' .. attempts .. ':0')
+    if crash then emit(ctx.events, ctx.eventsMaxLen, 'stalled', jobId, 'stalls', stalls) end
+    claimed[#claimed + 1] = { lane, entryId, jobId, entry_data(got[1][2]), attempts, stalls,
+      deliveries + 1 }
+    allowed = allowed - 1
+  end
+end
+
 local function visit(lane, p)
   local entryId, idle, deliveries = p[1], tonumber(p[3]), tonumber(p[4])
   local laneKey = KEYS[lane]
   local field = lane .. ':' .. entryId
   local jobId = redis.call('HGET', ctx.inflight, field)
-  local job = jobId and (ctx.jobPrefix .. jobId)
-  local rec = job and redis.call('HMGET', job, 'state', 'attemptsMade', 'backoffMs', 'maxStalls')
-  local state = rec and rec[1]
+  if not jobId then return visit_entry(lane, p) end
+  local job = ctx.jobPrefix .. jobId
+  local rec = redis.call('HMGET', job, 'state', 'attemptsMade', 'backoffMs')
+  local state = rec[1]
   if state ~= 'active' and state ~= 'delayed' then
     -- Finished, removed, or never ours to track: nothing left to run.
     redis.call('XACK', laneKey, group, entryId)
@@ -70,7 +111,7 @@ local function visit(lane, p)
   local retry = state == 'delayed' and idle >= (tonumber(rec[3]) or 0)
   -- Every claim so far was a retry of a recorded failure or a crash redelivery.
   local stalls = deliveries - attempts
-  if crash and stalls > (tonumber(rec[4]) or 0) then
+  if crash and stalls > maxStalls then
     redis.call('HSET', job, 'stalls', stalls)
     dead_letter(ctx, job, jobId, laneKey, entryId, field,
       'job stalled ' .. stalls .. ' times: its worker stopped while running it', 'Stalled', now)

@@ -1,0 +1,59 @@
+"""The application factory: routes from the table, the error and auth middlewares,
+the body size limit, and the Redis pool opened and closed in one cleanup context.
+
+`create_app(settings)` is all a server or a test needs; api.server runs it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from api.audit import AuditTrail
+from api.auth import auth_middleware
+from api.endpoints import ENDPOINTS
+from api.errors import error_middleware, redis_unavailable
+from api.openapi import build_openapi
+from api.state import ADMIN, AUDIT, OPENAPI, PRODUCER, REDIS, ROLES, SETTINGS, SIGNAL_TYPES, TOKENS
+from api.tokens import TokenStore
+from config import Settings
+from streams import Producer, QueueAdmin, connect
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings) -> web.Application:
+    """Raises api.tokens.TokenFileError when API_TOKENS_FILE cannot be read."""
+    app = web.Application(middlewares=[error_middleware, auth_middleware], client_max_size=settings.api_max_body)
+    app[SETTINGS] = settings
+    app[TOKENS] = TokenStore(settings.api_tokens, settings.api_tokens_file)
+    app[SIGNAL_TYPES] = tuple(settings.signal_types)
+    app[ROLES] = {ep.handler: ep.role for ep in ENDPOINTS}
+    app[OPENAPI] = build_openapi(settings, ENDPOINTS)
+    for ep in ENDPOINTS:
+        app.router.add_route(ep.method, ep.path, ep.handler)
+    app.cleanup_ctx.append(redis_context)
+    return app
+
+
+async def redis_context(app: web.Application) -> AsyncIterator[None]:
+    """The API's own Redis pool, and the engine objects that use it, for the app's life."""
+    settings = app[SETTINGS]
+    redis = connect(settings, max_connections=settings.api_redis_connections)
+    app[REDIS] = redis
+    app[PRODUCER] = Producer(redis, settings)
+    app[ADMIN] = QueueAdmin(redis, settings)
+    app[AUDIT] = AuditTrail(redis, settings.key_prefix, settings.api_audit_max_len)
+    try:
+        await app[ADMIN].load_scripts()  # a script Redis rejects fails the start, not the first request
+    except Exception as exc:
+        if not redis_unavailable(exc):
+            await redis.aclose()
+            raise
+        # Requests answer 503 meanwhile; /readyz loads the scripts once Redis is back.
+        log.warning("Redis at %s is unavailable (%s: %s); serving anyway, answering 503 until it is back",
+                    settings.redacted_redis_url(), type(exc).__name__, exc)
+    yield
+    await redis.aclose()

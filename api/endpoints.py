@@ -1,0 +1,78 @@
+"""The route table: every endpoint with its handler, the role it needs, and the models
+of its query, body and answers. The app registers routes from it, the auth
+middleware reads roles from it, and api.openapi writes the document from it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel
+
+from api.routes import jobs, ops, queues
+from api.schemas import (JOB_REQUESTS, QUEUE_ACTIONS, AuditPage, BulkRemoveQuery, BulkRemoveResult, CleanResult,
+                         DeadLetterPage, DeadLetterRequest, Health, JobActionQuery, JobActionResult, JobCreated,
+                         JobDetailView, JobsOverview, PageQuery, PauseResult, PurgeResult, QueueQuery, QueueView,
+                         Readiness, ReplayResult, StreamsOverview)
+from api.tokens import Role
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+# Errors most endpoints can give: no or a bad token, a role too low, Redis away.
+GUARDED = (401, 403, 503)
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    tag: str
+    role: Role | None  # None: open to anyone
+    responses: dict[int, Any]  # status -> answer type (a model, or a union of models)
+    errors: tuple[int, ...] = ()  # statuses answered with an ErrorBody
+    query: type[BaseModel] | None = None
+    body: Any = None  # the request body's type: a model, or a union discriminated by a field
+    discriminator: str | None = None
+    notes: str = ""
+
+
+ENDPOINTS: tuple[Endpoint, ...] = (
+    Endpoint("POST", "/api/jobs", jobs.create_job, "Add a job", "jobs", Role.PRODUCER,
+             {201: JobCreated, 200: JobCreated}, (400, 404, 413, 422, *GUARDED),
+             body=tuple(JOB_REQUESTS.values()), discriminator="type",
+             notes="`data` is validated by the type's model; 200 when an Idempotency-Key named a job "
+                   "added before (that job is answered)."),
+    Endpoint("GET", "/api/jobs", jobs.jobs_overview, "Counts of every queue", "jobs", Role.VIEWER,
+             {200: JobsOverview}, GUARDED),
+    Endpoint("GET", "/api/jobs/{jobId}", jobs.get_job, "One job, with its log", "jobs", Role.VIEWER,
+             {200: JobDetailView}, (404, *GUARDED)),
+    Endpoint("DELETE", "/api/jobs/{jobId}", jobs.delete_job, "Remove or retry a job", "jobs", Role.ADMIN,
+             {200: JobActionResult}, (400, 404, 409, 422, *GUARDED), query=JobActionQuery,
+             notes="remove: any job but an active one; retry: failed jobs only (409 otherwise)."),
+    Endpoint("GET", "/api/queues/{queueName}", queues.get_queue, "A queue's figures, and its jobs", "queues",
+             Role.VIEWER, {200: QueueView}, (404, 422, *GUARDED), query=QueueQuery),
+    Endpoint("POST", "/api/queues/{queueName}", queues.manage_queue, "Pause, resume or clean a queue", "queues",
+             Role.ADMIN, {200: PauseResult | CleanResult}, (400, 404, 413, 422, *GUARDED),
+             body=tuple(QUEUE_ACTIONS.values()), discriminator="action"),
+    Endpoint("DELETE", "/api/queues/{queueName}", queues.remove_jobs, "Remove jobs by id or by state", "queues",
+             Role.ADMIN, {200: BulkRemoveResult}, (404, 422, *GUARDED), query=BulkRemoveQuery),
+    Endpoint("GET", "/api/queues/{queueName}/dead", queues.dead_letters, "A queue's dead letters", "dead letters",
+             Role.VIEWER, {200: DeadLetterPage}, (404, 422, *GUARDED), query=PageQuery),
+    Endpoint("POST", "/api/queues/{queueName}/dead", queues.manage_dead_letters, "Replay or purge dead letters",
+             "dead letters", Role.ADMIN, {200: ReplayResult | PurgeResult}, (400, 404, 413, 422, *GUARDED),
+             body=DeadLetterRequest),
+    Endpoint("GET", "/api/streams", ops.streams_overview, "Streams, consumer groups and consumers", "operations",
+             Role.VIEWER, {200: StreamsOverview}, GUARDED),
+    Endpoint("GET", "/api/audit", ops.audit_trail, "The audit trail, newest first", "operations", Role.VIEWER,
+             {200: AuditPage}, (422, *GUARDED), query=PageQuery),
+    Endpoint("GET", "/healthz", ops.healthz, "The process is up", "operations", None, {200: Health}),
+    Endpoint("GET", "/readyz", ops.readyz, "Redis is reachable and holds the scripts", "operations", None,
+             {200: Readiness, 503: Readiness}),
+    Endpoint("GET", "/api/openapi.json", ops.openapi_document, "This document", "operations", None,
+             {200: dict[str, Any]}),
+)

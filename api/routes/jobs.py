@@ -1,0 +1,92 @@
+"""/api/jobs: create a job, the counts of every queue, one job, remove or retry one.
+
+Creating a job costs one Redis round trip: the data is validated by its type's model
+(processors.models) here, and the producer's one script does the rest.
+"""
+
+from __future__ import annotations
+
+import re
+
+from aiohttp import web
+
+from api.errors import BadRequest, NotFound
+from api.messages import invalid_field, query, read_json, respond, validated
+from api.routes.common import audit, job_id, now_ms
+from api.schemas import (JOB_ACTIONS, JOB_REQUESTS, JobActionQuery, JobActionResult, JobCreated, JobDetailView,
+                         JobEnvelope, JobsOverview)
+from api.state import ADMIN, PRODUCER, SETTINGS, SIGNAL_TYPES
+from processors.models import JOB_NAMES, JOB_TYPES
+from streams.admin import reported_state
+from streams.job import JobState
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+LOG_LINES_SHOWN = 1000
+
+
+async def create_job(request: web.Request) -> web.Response:
+    raw = await read_json(request)
+    job_type = validated(JobEnvelope, raw).type
+    if job_type not in JOB_REQUESTS:
+        raise NotFound(f"unknown job type {job_type!r}; the types are: {', '.join(JOB_REQUESTS)}")
+    data = validated(JOB_REQUESTS[job_type], raw).data  # type: ignore[attr-defined]
+    if job_type == "signal" and data.signalType not in request.app[SIGNAL_TYPES]:
+        raise invalid_field("body", ["data", "signalType"],
+                            f"unknown signal type; use one of: {', '.join(request.app[SIGNAL_TYPES])}")
+    queue = JOB_TYPES[job_type][0]
+    created_at = now_ms()
+    added = await request.app[PRODUCER].add(queue, data.model_dump(mode="json", exclude_unset=True),
+                                            name=JOB_NAMES[job_type], idempotency_key=_idempotency_key(request))
+    if added.created:
+        return respond(JobCreated(id=added.id, queue=queue, status=JobState.WAITING, createdAt=created_at), 201)
+    # The key named a job added before: answer with that job, as it is now.
+    detail = await request.app[ADMIN].job_detail(added.id, log_limit=1)
+    job = detail.job
+    return respond(JobCreated(id=job.id, queue=queue, status=reported_state(job, detail.paused),
+                              createdAt=job.createdAt or created_at))
+
+
+def _idempotency_key(request: web.Request) -> str | None:
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    if key is not None and not _IDEMPOTENCY_KEY.match(key):
+        raise invalid_field("header", [IDEMPOTENCY_HEADER], "1 to 255 visible ASCII characters")
+    return key
+
+
+async def jobs_overview(request: web.Request) -> web.Response:
+    statuses = await request.app[ADMIN].all_status()
+    return respond(JobsOverview.of(statuses, now_ms()))
+
+
+def _recorded_job_id(request: web.Request) -> str:
+    """The path's job id, when its queue keeps job records (the fast path keeps none)."""
+    value = job_id(request)
+    queue = value.split("-", 1)[0]
+    if not request.app[SETTINGS].policy(queue).records:
+        raise NotFound(f"job {value!r}: queue {queue} keeps no job records (its entries run on the fast "
+                       f"path); see /api/queues/{queue} and /api/queues/{queue}/dead")
+    return value
+
+
+async def get_job(request: web.Request) -> web.Response:
+    detail = await request.app[ADMIN].job_detail(_recorded_job_id(request), log_limit=LOG_LINES_SHOWN)
+    status = reported_state(detail.job, detail.paused)
+    return respond(JobDetailView.of_detail(detail.job, status, detail.logs))
+
+
+async def delete_job(request: web.Request) -> web.Response:
+    action = request.query.get("action", "remove")
+    if action not in JOB_ACTIONS:
+        raise BadRequest(f"unknown action {action!r}; use one of: {', '.join(JOB_ACTIONS)}")
+    query(request, JobActionQuery)
+    target, admin = _recorded_job_id(request), request.app[ADMIN]
+    if action == "remove":
+        await admin.remove(target)
+        result = JobActionResult(id=target, action="remove", status="removed")
+    else:
+        await admin.retry(target)
+        result = JobActionResult(id=target, action="retry", status="waiting")
+    await audit(request, action, target, {}, {"status": result.status})
+    return respond(result)
+

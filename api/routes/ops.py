@@ -1,0 +1,53 @@
+"""What operators read: liveness and readiness, the figures of every stream, consumer
+group and consumer, the audit trail, and the OpenAPI document.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from api.errors import redis_unavailable
+from api.messages import query, respond
+from api.routes.common import now_ms
+from api.schemas import AuditEntryView, AuditPage, Health, PageQuery, QueueStreams, Readiness, StreamsOverview
+from api.state import ADMIN, AUDIT, OPENAPI, REDIS
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """The process answers; Redis is not asked."""
+    return respond(Health(status="ok"))
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Redis answers and holds every script; scripts it lost (a restart, a failover)
+    are loaded again here, so a ready answer means the next job can be added."""
+    admin = request.app[ADMIN]
+    try:
+        await request.app[REDIS].ping()
+        if not await admin.scripts_loaded():
+            await admin.load_scripts()
+    except Exception as exc:
+        if not redis_unavailable(exc):
+            raise
+        return respond(Readiness(status="unavailable", redis=f"{type(exc).__name__}: {exc}", scripts=False), 503)
+    return respond(Readiness(status="ready", redis="ok", scripts=True))
+
+
+async def streams_overview(request: web.Request) -> web.Response:
+    admin = request.app[ADMIN]
+    statuses = await admin.all_status()
+    return respond(StreamsOverview(
+        queues={s.queue: QueueStreams.of(s, admin.keys(s.queue).dead) for s in statuses}, timestamp=now_ms()))
+
+
+async def audit_trail(request: web.Request) -> web.Response:
+    params = query(request, PageQuery)
+    entries, next_cursor = await request.app[AUDIT].page(params.cursor, params.limit)
+    return respond(AuditPage(entries=[AuditEntryView(id=e.id, at=e.at_ms, who=e.who, role=e.role, action=e.action,
+                                                     target=e.target, params=e.params, effect=e.effect,
+                                                     requestId=e.request_id) for e in entries],
+                             nextCursor=next_cursor))
+
+
+async def openapi_document(request: web.Request) -> web.Response:
+    return web.json_response(request.app[OPENAPI])

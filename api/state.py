@@ -1,0 +1,32 @@
+"""Typed keys of what the application and each request carry. The app factory and the
+Redis cleanup context fill the app's; the middlewares fill a request's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from redis.asyncio import Redis
+
+from api.audit import AuditTrail
+from api.tokens import Principal, Role, TokenStore
+from config import Settings
+from streams import Producer, QueueAdmin
+
+SETTINGS = web.AppKey("settings", Settings)
+TOKENS = web.AppKey("tokens", TokenStore)
+# The role each route's handler needs; None: open to anyone (health, readiness, the document).
+ROLES = web.AppKey("roles", dict[Callable[[web.Request], Awaitable[web.StreamResponse]], Role | None])
+OPENAPI = web.AppKey("openapi", dict[str, Any])
+SIGNAL_TYPES = web.AppKey("signal_types", tuple[str, ...])
+
+# Set by the Redis cleanup context for the app's lifetime.
+REDIS = web.AppKey("redis", Redis)
+PRODUCER = web.AppKey("producer", Producer)
+ADMIN = web.AppKey("admin", QueueAdmin)
+AUDIT = web.AppKey("audit", AuditTrail)
+
+REQUEST_ID = web.RequestKey("request_id", str)
+PRINCIPAL = web.RequestKey("principal", Principal)

@@ -1,0 +1,108 @@
+"""The engine measured against the floor, in the same run.
+
+    REDIS_URL=redis://127.0.0.1:6379/0 N=20000 python benchmarks/engine.py
+
+For a regular queue (records, leases, retries on) and for the signals fast path:
+enqueue one at a time, enqueue in batches, processing with a no-op handler, latency
+from publish to handler start at 500 events/s. Every figure is printed beside the
+floor's as a ratio: the regular queue's processing beside the floor's gather consume,
+the fast path's beside the floor's inline consume.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import time
+from typing import Any
+
+from common import (LATENCY_RATE_PER_S, Figures, Timer, event_count, peak_rss_mb, percentiles,
+                    redis_url, report, unique_prefix)
+from floor import run_floor
+
+from config import Settings
+from streams import JobContext, JobSpec, Producer, QueueWorker, connect
+
+REGULAR, FAST = "research", "signals"
+CONCURRENCY = 100
+
+
+def settings_for(url: str, prefix: str) -> Settings:
+    return Settings(redis_url=url, key_prefix=prefix, read_block=1,
+                    queues={REGULAR: {"rate_limit": None, "concurrency": CONCURRENCY, "keep_completed": 1000}})
+
+
+async def noop(ctx: JobContext) -> None:
+    return None
+
+
+async def through_engine(url: str, n: int, queue: str, handler: Any, name: str) -> Figures:
+    settings = settings_for(url, unique_prefix("engine"))
+    redis = connect(settings)
+    producer = Producer(redis, settings)
+    try:
+        with Timer() as single:
+            for i in range(n):
+                await producer.add(queue, {"n": i})
+        with Timer() as bulk:
+            await producer.add_many(queue, [JobSpec({"n": i}) for i in range(n)])
+        worker = QueueWorker(settings, queue, handler)
+        with Timer() as processing:
+            await worker.run(burst=True)
+        p50, p99 = await latency(settings, queue, min(n, 2 * LATENCY_RATE_PER_S * 2))
+    finally:
+        await redis.aclose()
+    return Figures(name, single.rate(n), bulk.rate(n), processing.rate(2 * n), p50, p99, peak_rss_mb())
+
+
+def _publish_paced(url: str, prefix: str, queue: str, count: int) -> None:
+    """Runs in its own process: adds `count` jobs at the offered rate through the
+    engine's producer, each stamped with the wall clock in ns."""
+
+    async def publish() -> None:
+        settings = settings_for(url, prefix)
+        redis = connect(settings)
+        producer = Producer(redis, settings)
+        interval = 1 / LATENCY_RATE_PER_S
+        start = time.perf_counter()
+        for i in range(count):
+            delay = start + i * interval - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await producer.add(queue, {"ts": time.time_ns()})
+        await redis.aclose()
+
+    asyncio.run(publish())
+
+
+async def latency(settings: Settings, queue: str, count: int) -> tuple[float, float]:
+    samples: list[float] = []
+
+    async def measure(ctx: JobContext) -> Any:
+        samples.append((time.time_ns() - ctx.data["ts"]) / 1e6)
+        if len(samples) >= count:
+            worker.stop()
+
+    worker = QueueWorker(settings, queue, measure)
+    task = asyncio.create_task(worker.run())
+    await asyncio.sleep(0.2)  # let the worker reach its blocking read
+    producer = multiprocessing.get_context("spawn").Process(
+        target=_publish_paced, args=(settings.redis_connection_url(), settings.key_prefix, queue, count))
+    producer.start()
+    await task
+    producer.join()
+    return percentiles(samples)
+
+
+def main() -> None:
+    n = event_count(20_000)
+    with redis_url() as url:
+        floor, floor_gather = run_floor(url, n)
+        regular = asyncio.run(through_engine(url, n, REGULAR, noop, "regular queue, no-op handler"))
+        fast = asyncio.run(through_engine(url, n, FAST, noop, "signals fast path, no-op handler"))
+    report(f"Regular queue against the floor (gather consume), N={n}", [floor_gather, regular], floor_gather)
+    report(f"Signals fast path against the floor (inline consume), N={n}", [floor, fast], floor)
+
+
+if __name__ == "__main__":
+    main()

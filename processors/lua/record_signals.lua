@@ -1,0 +1,97 @@
+--[[
+  Records a batch of one company's signals, each at most once: dedupe by signalId, the
+  capped history, per-day counters and engaged contacts, the time-decayed intent score,
+  and the trigger claims (intent crossing the threshold; a contact's Job Change), each
+  at most once per cooldown. One script, so a signal's "seen" marker, its effects and
+  its trigger claims are written together: a crash cannot leave one without the others.
+
+  KEYS[1] history list            KEYS[2] intent hash (score, at)
+  KEYS[3] engaged contacts zset   KEYS[4] research cooldown key
+  KEYS[5] today's day hash (gets the score's snapshot)
+  KEYS[6..] the signals' own keys, each named by its index from ARGV
+
+  ARGV[1] now (ms)                ARGV[2] intent half-life (ms)
+  ARGV[3] history cap             ARGV[4] dedupe window (ms)
+  ARGV[5] intent threshold        ARGV[6] research cooldown (ms)
+  ARGV[7] job-change cooldown (ms)
+  ARGV[8] expiry of today's day hash (epoch ms)
+  ARGV[9] number of signals, then 10 values per signal:
+          seen key index, day hash key index, day contacts key index (0: no contact),
+          contact cooldown key index (0: not a Job Change with a contact),
+          counter field, weight, event time (ms), day expiry (epoch ms),
+          contact id ('' for none), history entry (JSON)
+
+  Returns { score before the batch, { {duplicate 0|1, score after the signal, triggers}, ... } }
+  Scores are strings (Lua numbers would reach the client truncated to integers).
+  triggers: '' or a comma-separated list of 'research', 'enrichment'. A duplicate
+  returns the triggers its first run claimed, so a caller that crashed before
+  enqueueing them can enqueue them again (under the same idempotency keys).
+]]
+
+local now, halfLife = tonumber(ARGV[1]), tonumber(ARGV[2])
+local historyCap, dedupeMs = tonumber(ARGV[3]), tonumber(ARGV[4])
+local threshold, researchCooldown, contactCooldown = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local todayExpiry, count = ARGV[8], tonumber(ARGV[9])
+local history, intent, engaged, researchClaim, today = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+
+local function fmt(x) return string.format('%.17g', x) end
+
+-- The weight of something that happened at `at`, as of `now`.
+local function decayed(weight, at)
+  if at >= now then return weight end
+  return weight * 2 ^ (-(now - at) / halfLife)
+end
+
+local stored = redis.call('HMGET', intent, 'score', 'at')
+local score, storedAt = tonumber(stored[1]) or 0, tonumber(stored[2]) or now
+-- A worker whose clock is behind the last writer's must not move the score back in time.
+if storedAt > now then now = storedAt end
+score = decayed(score, storedAt)
+local before = score
+local recorded = false
+local results = {}
+
+for i = 0, count - 1 do
+  local base = 10 + i * 10
+  local seen = KEYS[tonumber(ARGV[base])]
+  if redis.call('SET', seen, '', 'NX', 'PX', dedupeMs) then
+    recorded = true
+    local day, dayContacts = KEYS[tonumber(ARGV[base + 1])], tonumber(ARGV[base + 2])
+    local cooldownKey = tonumber(ARGV[base + 3])
+    local field, weight, at = ARGV[base + 4], tonumber(ARGV[base + 5]), tonumber(ARGV[base + 6])
+    local dayExpiry, contact, entry = ARGV[base + 7], ARGV[base + 8], ARGV[base + 9]
+
+    redis.call('LPUSH', history, entry)
+    redis.call('HINCRBY', day, field, 1)
+    redis.call('PEXPIREAT', day, dayExpiry)
+    if dayContacts > 0 then
+      redis.call('SADD', KEYS[dayContacts], contact)
+      redis.call('PEXPIREAT', KEYS[dayContacts], dayExpiry)
+      redis.call('ZADD', engaged, 'LT', at, contact)  -- keeps the earliest engagement
+    end
+
+    local prior = score
+    score = score + decayed(weight, at)
+    local triggers = {}
+    if prior < threshold and score >= threshold
+        and redis.call('SET', researchClaim, '1', 'NX', 'PX', researchCooldown) then
+      triggers[#triggers + 1] = 'research'
+    end
+    if cooldownKey > 0 and redis.call('SET', KEYS[cooldownKey], '1', 'NX', 'PX', contactCooldown) then
+      triggers[#triggers + 1] = 'enrichment'
+    end
+    local claimed = table.concat(triggers, ',')
+    if claimed ~= '' then redis.call('SET', seen, claimed, 'KEEPTTL') end
+    results[#results + 1] = { 0, fmt(score), claimed }
+  else
+    results[#results + 1] = { 1, fmt(score), redis.call('GET', seen) or '' }
+  end
+end
+
+if recorded then
+  redis.call('LTRIM', history, 0, historyCap - 1)
+  redis.call('HSET', intent, 'score', fmt(score), 'at', now)
+  redis.call('HSET', today, 'intent', fmt(score), 'intentAt', now)
+  redis.call('PEXPIREAT', today, todayExpiry)
+end
+return { fmt(before), results }

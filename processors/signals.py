@@ -1,0 +1,267 @@
+"""The signals processor: validates each signal's type, records it at most once per
+signalId (history, per-day counters, engaged contacts, decayed intent score) and fires
+the trigger rules. `process_signals` takes a whole batch (the fast path's unit: one
+pipeline for all its effects); `handle` runs one signal as a regular job.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from importlib import resources
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
+
+from config import Settings
+from processors.models import EnrichmentData, SignalData
+from processors.periods import iso_instant, local_day, midnight_ms, now_ms, parse_instant
+from processors.store import COUNT_FIELD, Store
+from streams import JobContext, JobSpec, Producer, UnrecoverableError
+
+log = logging.getLogger(__name__)
+
+SCRIPT = "record_signals.lua"
+JOB_CHANGE = "Job Change"
+# Event times this far ahead of the worker's clock are skew, not the future: counted now.
+FUTURE_SKEW_MS = 5 * 60 * 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Trigger:
+    rule: str  # "intent-threshold" or "job-change"
+    queue: str
+    data: dict[str, Any]
+    idempotency_key: str
+    job_id: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"rule": self.rule, "queue": self.queue, "jobId": self.job_id}
+
+
+@dataclass(slots=True)
+class SignalResult:
+    signal_id: str
+    duplicate: bool = False
+    intent_score: float | None = None
+    triggers: list[Trigger] = field(default_factory=list)
+    error: str | None = None  # the signal can never be processed (e.g. unknown type)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"signalId": self.signal_id, "duplicate": self.duplicate,
+                "intentScore": self.intent_score, "triggers": [t.as_dict() for t in self.triggers]}
+
+
+@dataclass(slots=True)
+class _CompanyBatch:
+    """One company's signals of a batch, as one call of record_signals.lua."""
+
+    company_id: str
+    header: list[Any]  # ARGV[1..8]
+    indices: list[int] = field(default_factory=list)  # positions in the caller's list
+    keys: list[str] = field(default_factory=list)
+    rows: list[Any] = field(default_factory=list)  # 10 values per signal
+    _slots: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def args(self) -> list[Any]:
+        return [*self.header, len(self.indices), *self.rows]
+
+    def slot(self, key: str) -> int:
+        """The 1-based KEYS index of `key`, adding it once."""
+        if key not in self._slots:
+            self.keys.append(key)
+            self._slots[key] = len(self.keys)
+        return self._slots[key]
+
+
+class SignalProcessor:
+    def __init__(self, settings: Settings, redis: Redis, producer: Producer | None = None) -> None:
+        self.settings = settings
+        self.redis = redis
+        self.store = Store(redis, settings)
+        self.producer = producer or Producer(redis, settings)
+        self.types = frozenset(settings.signal_types)
+        self.zone = settings.zone
+        self._source = (resources.files("processors") / "lua" / SCRIPT).read_text()
+        self._sha: str | None = None
+
+    async def load(self) -> None:
+        """Loads the script; call at start-up so a broken script fails there."""
+        self._sha = await self.redis.script_load(self._source)
+
+    async def handle(self, ctx: JobContext) -> dict[str, Any]:
+        """One signal as a regular job; an unknown type or malformed data is unrecoverable."""
+        try:
+            signal = SignalData.model_validate(ctx.data)
+        except ValidationError as exc:
+            raise UnrecoverableError(f"invalid signal: {exc}") from None
+        (result,) = await self.process_signals([signal])
+        if result.error:
+            raise UnrecoverableError(result.error)
+        return result.as_dict()
+
+    async def process_signals(self, signals: Sequence[SignalData]) -> list[SignalResult]:
+        """Results in the order of `signals`. A signal that can never succeed gets a result
+        with `error` set and changes nothing; Redis errors raise, and the whole batch can be
+        run again safely (every effect is idempotent by signalId)."""
+        results = [SignalResult(s.signalId) for s in signals]
+        now = now_ms()
+        batches: dict[str, _CompanyBatch] = {}
+        for index, signal in enumerate(signals):
+            if signal.signalType not in self.types:
+                results[index].error = (f"unknown signalType {signal.signalType!r}; configured types: "
+                                        f"{', '.join(self.settings.signal_types)}")
+                continue
+            batch = batches.get(signal.companyId)
+            if batch is None:
+                batch = batches[signal.companyId] = self._new_batch(signal.companyId, now)
+            self._add(batch, index, signal, now)
+        if not batches:
+            return results
+        replies = await self._record(list(batches.values()), now)
+        pending: list[tuple[SignalResult, SignalData, str]] = []
+        for batch, reply in zip(batches.values(), replies):
+            _, rows = reply
+            for index, (duplicate, score, claimed) in zip(batch.indices, rows):
+                result = results[index]
+                result.duplicate = bool(int(duplicate))
+                result.intent_score = round(float(score), 3)
+                pending += [(result, signals[index], queue) for queue in claimed.split(",") if queue]
+        if pending:
+            await self._enqueue_triggers(pending)
+        return results
+
+    # -- the record_signals.lua call ----------------------------------------------------
+
+    def _new_batch(self, company_id: str, now: int) -> _CompanyBatch:
+        s = self.settings
+        batch = _CompanyBatch(company_id, [
+            now, int(s.intent_half_life * 1000), s.signal_history_max, int(s.signal_dedupe_window * 1000),
+            s.intent_threshold, int(s.intent_trigger_cooldown * 1000), int(s.job_change_cooldown * 1000),
+            self._day_expiry(now)])
+        keys = self.store.company(company_id)
+        for key in (keys.signals, keys.intent, keys.engaged, keys.research_cooldown,
+                    keys.day(local_day(now, self.zone))):
+            batch.slot(key)
+        return batch
+
+    def _add(self, batch: _CompanyBatch, index: int, signal: SignalData, now: int) -> None:
+        keys = self.store.company(batch.company_id)
+        at = _event_time(signal.data, now)
+        day = local_day(at, self.zone)
+        contact = _contact_id(signal.data)
+        contacts_slot = batch.slot(keys.day_contacts(day)) if contact else 0
+        cooldown_slot = (batch.slot(keys.contact_cooldown(contact))
+                         if contact and signal.signalType == JOB_CHANGE else 0)
+        entry = orjson.dumps({"signalId": signal.signalId, "signalType": signal.signalType,
+                              "at": iso_instant(at), "receivedAt": iso_instant(now), "data": signal.data})
+        batch.rows += [batch.slot(keys.seen(signal.signalId)), batch.slot(keys.day(day)), contacts_slot,
+                       cooldown_slot, COUNT_FIELD + signal.signalType,
+                       self.settings.signal_weights[signal.signalType], at, self._day_expiry(at),
+                       contact or "", entry]
+        batch.indices.append(index)
+
+    def _day_expiry(self, at: int) -> int:
+        """A day's buckets live until the retention has passed after the day's end."""
+        day_end = midnight_ms(local_day(at, self.zone) + timedelta(days=1), self.zone)
+        return day_end + int(self.settings.signal_counts_retention * 1000)
+
+    async def _record(self, batches: list[_CompanyBatch], now: int) -> list[Any]:
+        """One pipeline of script calls, one per company. Scripts missing from Redis
+        (restart, failover, SCRIPT FLUSH) are loaded and those calls re-run: NOSCRIPT
+        means the call did nothing."""
+        if self._sha is None:
+            await self.load()
+        replies: list[Any] = [None] * len(batches)
+        todo = list(range(len(batches)))
+        for _ in range(2):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for i in todo:
+                    b = batches[i]
+                    pipe.evalsha(self._sha, len(b.keys), *b.keys, *b.args)
+                answers = await pipe.execute(raise_on_error=False)
+            missing = []
+            for i, answer in zip(todo, answers):
+                if isinstance(answer, NoScriptError):
+                    missing.append(i)
+                elif isinstance(answer, Exception):
+                    raise answer
+                else:
+                    replies[i] = answer
+            if not missing:
+                return replies
+            await self.load()
+            todo = missing
+        raise RuntimeError("record_signals.lua could not be loaded into Redis")
+
+    # -- triggers -------------------------------------------------------------------------
+
+    async def _enqueue_triggers(self, pending: list[tuple[SignalResult, SignalData, str]]) -> None:
+        """Enqueues the jobs the script claimed. Idempotency keys name the signal and rule,
+        so a rerun after a crash (the signal is then a duplicate) adds nothing twice."""
+        companies = sorted({signal.companyId for _, signal, queue in pending if queue == "research"})
+        profiles = dict(zip(companies, await self.store.profiles(companies))) if companies else {}
+        by_queue: dict[str, list[tuple[SignalResult, Trigger]]] = {}
+        for result, signal, queue in pending:
+            trigger = (_research_trigger(signal, profiles.get(signal.companyId, {})) if queue == "research"
+                       else _enrichment_trigger(signal))
+            by_queue.setdefault(trigger.queue, []).append((result, trigger))
+        for queue, items in by_queue.items():
+            specs = [JobSpec(t.data, idempotency_key=t.idempotency_key) for _, t in items]
+            added = await self.producer.add_many(queue, specs)
+            for (result, trigger), job in zip(items, added):
+                result.triggers.append(replace(trigger, job_id=job.id))
+                if job.created:
+                    log.info("signal %s (%s) triggered %s job %s", result.signal_id, trigger.rule, queue, job.id)
+
+
+def _event_time(data: dict[str, Any], now: int) -> int:
+    """The signal's own time (data.timestamp) when it has a usable one, else now."""
+    at = parse_instant(data.get("timestamp"))
+    if at is None or at > now + FUTURE_SKEW_MS:
+        return now
+    return min(at, now)
+
+
+def _contact_id(data: dict[str, Any]) -> str | None:
+    contact = data.get("contactId")
+    if isinstance(contact, str) and 0 < len(contact.strip()) <= 200:
+        return contact.strip()
+    return None
+
+
+def _research_trigger(signal: SignalData, profile: dict[str, str]) -> Trigger:
+    # Until research has named the company, the signal's own companyName, else its id, stands in.
+    name = profile.get("companyName") or _text(signal.data.get("companyName")) or signal.companyId
+    data: dict[str, Any] = {"companyId": signal.companyId, "companyName": name}
+    if profile.get("domain"):
+        data["domain"] = profile["domain"]
+    return Trigger("intent-threshold", "research", data,
+                   f"signal-trigger:{signal.companyId}:{signal.signalId}:research")
+
+
+def _enrichment_trigger(signal: SignalData) -> Trigger:
+    contact = _contact_id(signal.data)
+    data: dict[str, Any] = {"contactId": contact, "companyId": signal.companyId}
+    # Optional details are passed on only when they are valid; a bad one is not a reason
+    # to skip enriching the contact.
+    for name in ("email", "linkedinUrl"):
+        value = signal.data.get(name)
+        if value is not None:
+            try:
+                EnrichmentData.model_validate({**data, name: value})
+                data[name] = value
+            except ValidationError:
+                pass
+    return Trigger("job-change", "enrichment", data,
+                   f"signal-trigger:{signal.companyId}:{signal.signalId}:enrichment")
+
+
+def _text(value: Any) -> str | None:
+    return value.strip()[:500] if isinstance(value, str) and value.strip() else None
