@@ -23,7 +23,7 @@ DATA = {"contactId": "c_1", "companyId": "comp_1", "email": "Jane.Doe@ACME-CORP.
 
 
 def people_settings(make_settings: Callable[..., Settings], fake: FakeHttp, **more: object) -> Settings:
-    return make_settings(people_api_url=fake.people_url, people_api_key="pk-test", **more)
+    return make_settings(people_api_url=fake.people_url, people_api_key="pk-test", mx_lookup_timeout=0.3, **more)
 
 
 async def test_contact_is_enriched_and_stored(engine_redis: aioredis.Redis, fake_http: FakeHttp,
