@@ -21,7 +21,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from cli.embedded_redis import EmbeddedRedis, EmbeddedRedisError
 from config import Settings, SettingsError, load_settings
-from streams import Handler, InvalidJob, JobSpec, Producer, QueueAdmin, StreamsError, connect, run_workers
+from streams import InvalidJob, JobSpec, Producer, QueueAdmin, StreamsError, connect, run_workers
 
 EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 1, 2, 3
 
@@ -115,30 +115,55 @@ async def _with_redis(settings: Settings, action: Any) -> Any:
 # -- commands -----------------------------------------------------------------------
 
 def cmd_workers(args: argparse.Namespace, settings: Settings) -> int:
-    handlers = _consumed_handlers(args, settings)
-    asyncio.run(run_workers(settings, handlers, concurrency=args.concurrency, burst=args.burst))
+    queues = _consumed_queues(args.queues, settings, args.concurrency)
+    asyncio.run(_consume(settings, queues, concurrency=args.concurrency, burst=args.burst))
     return 0
 
 
-def _consumed_handlers(args: argparse.Namespace, settings: Settings) -> dict[str, Handler]:
-    """The handlers of the queues `--queues` chose that have one; says which have none."""
-    from processors import HANDLERS
+def _consumed_queues(chosen: str | None, settings: Settings, concurrency: int | None = None) -> list[str]:
+    """The queues `--queues` chose (default: every configured one) that have a handler;
+    says which have none."""
+    from processors import HANDLED_QUEUES
 
-    wanted = args.queues.split(",") if args.queues else list(settings.queues)
+    wanted = chosen.split(",") if chosen else list(settings.queues)
     unknown = [q for q in wanted if q not in settings.queues]
     if unknown:
         raise CliError(f"unknown queue(s): {', '.join(unknown)}; configured: {', '.join(settings.queues)}",
                        EXIT_USAGE)
-    if args.concurrency is not None and args.concurrency < 1:
+    if concurrency is not None and concurrency < 1:
         raise CliError("--concurrency must be at least 1", EXIT_USAGE)
-    handlers = {q: HANDLERS[q] for q in wanted if q in HANDLERS}
-    missing = [q for q in wanted if q not in HANDLERS]
+    handled = [q for q in wanted if q in HANDLED_QUEUES]
+    missing = [q for q in wanted if q not in HANDLED_QUEUES]
     if missing:
         print(f"tgjobs: no handler registered for {', '.join(missing)}; not consuming "
               f"{'it' if len(missing) == 1 else 'them'}", file=sys.stderr)
-    if not handlers:
+    if not handled:
         raise CliError("no queue to consume: none of the chosen queues has a handler")
-    return handlers
+    return handled
+
+
+async def _consume(settings: Settings, queues: list[str], *, concurrency: int | None = None,
+                   burst: bool = False) -> None:
+    """Runs the processors of `queues` until a signal (or, with `burst`, until drained),
+    and, beside the reports workers, the loop that fires due report schedules."""
+    from processors import build_handlers
+    from processors.schedules import Schedules
+
+    redis = connect(settings)
+    try:
+        handlers = {q: h for q, h in build_handlers(settings, redis).items() if q in queues}
+        stopping = asyncio.Event()
+        companions = [] if burst or "reports" not in handlers else [Schedules(settings, redis).run(stopping)]
+
+        async def workers() -> None:
+            try:
+                await run_workers(settings, handlers, concurrency=concurrency, burst=burst)
+            finally:
+                stopping.set()
+
+        await asyncio.gather(workers(), *companions)
+    finally:
+        await redis.aclose()
 
 
 def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
@@ -216,29 +241,16 @@ def _redis_for(settings: Settings) -> Iterator[Settings]:
 
 
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
-    from processors import HANDLERS
-
     with _redis_for(settings) as running:
-        handlers: dict[str, Handler] = {}
-        if HANDLERS:
-            handlers = _consumed_handlers(argparse.Namespace(queues=None, concurrency=None), running)
-        else:
-            # Nothing to consume yet: keep Redis and the API serving so jobs can be added and inspected.
-            print(f"tgjobs: no queue has a handler yet; serving Redis at {running.redacted_redis_url()} "
-                  "and the HTTP API until Ctrl+C", file=sys.stderr)
-        _run_api(_up(running, handlers))
+        _run_api(_up(running, _consumed_queues(None, running)))
     return 0
 
 
-async def _up(settings: Settings, handlers: dict[str, Handler]) -> None:
+async def _up(settings: Settings, queues: list[str]) -> None:
     from api import running_api
-    from api.server import stop_signal
 
     async with running_api(settings):
-        if handlers:
-            await run_workers(settings, handlers)
-        else:
-            await stop_signal()
+        await _consume(settings, queues)
 
 
 def cmd_api(args: argparse.Namespace, settings: Settings) -> int:

@@ -1,4 +1,4 @@
-"""Handlers of the job types, one module per type, registered by queue name.
+"""Handlers of the job types, one module per type, built per queue name by `build_handlers`.
 
 The engine never imports this package; the CLI builds the handlers with
 `build_handlers(settings, redis)` and hands them to the workers. Models (`models`),
@@ -12,10 +12,8 @@ from redis.asyncio import Redis
 from config import Settings
 from streams import Handler
 
-HANDLERS: dict[str, Handler] = {}
-"""Kept empty for the CLI of the engine issue, which reads it; the handlers need
-settings and a Redis client, so they come from `build_handlers`. Remove once the CLI
-calls `build_handlers`."""
+HANDLED_QUEUES = ("research", "enrichment", "reports", "signals")
+"""The queues `build_handlers` serves; known without building anything."""
 
 
 def build_handlers(settings: Settings, redis: Redis) -> dict[str, Handler]:

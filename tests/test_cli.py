@@ -16,7 +16,8 @@ import pytest
 import redis
 
 from cli.embedded_redis import free_port
-from config import DEFAULT_POLICIES, Settings
+from config import Settings
+from processors.store import CompanyKeys
 from streams import QueueAdmin, QueueKeys, connect
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -258,16 +259,17 @@ def test_workers_without_a_handler_exit_1(tgjobs: Run) -> None:
     assert "no queue to consume" in result.stderr
 
 
-def test_workers_with_no_handlers_registered_exit_1(tgjobs: Run) -> None:
-    from processors import HANDLERS
-
-    if HANDLERS:
-        pytest.skip("processors now registers handlers")
-    result = tgjobs("workers", "--burst")
-    assert result.returncode == 1, (result.stdout, result.stderr)
-    for queue in DEFAULT_POLICIES:
-        assert queue in result.stderr
-    assert "no queue to consume" in result.stderr
+def test_workers_burst_runs_the_signals_processor(tgjobs: Run, client: redis.Redis, key_prefix: str) -> None:
+    data = {"signalId": "sig_cli_1", "signalType": "Email Open", "companyId": "comp_cli",
+            "data": {"timestamp": "2024-01-15T10:30:00Z"}}
+    job_id = ok(tgjobs("publish", "signals", json.dumps(data))).strip()
+    ok(tgjobs("workers", "--queues", "signals", "--burst"))
+    status = json.loads(ok(tgjobs("status", "--json")))
+    signals = next(row for row in status if row["queue"] == "signals")
+    assert (signals["lag"], signals["pending"], signals["dead"]) == (0, 0, 0), (job_id, signals)
+    # The processor's effect: the signal is in the company's history.
+    (entry,) = client.lrange(CompanyKeys(key_prefix, "comp_cli").signals, 0, -1)
+    assert json.loads(entry)["signalId"] == "sig_cli_1"
 
 
 # -- help -----------------------------------------------------------------------------------
