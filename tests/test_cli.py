@@ -16,7 +16,7 @@ import pytest
 import redis
 
 from cli.embedded_redis import free_port
-from config import Settings
+from config import DEFAULT_POLICIES, Settings
 from processors.store import CompanyKeys
 from streams import QueueAdmin, QueueKeys, connect
 
