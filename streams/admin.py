@@ -277,7 +277,7 @@ class QueueAdmin:
             for k in keys:
                 for state in STATE_INDEXES:
                     pipe.zcard(k.state_index(state))
-                pipe.zcard(k.scheduled).hget(k.meta, "paused").xlen(k.dead).hlen(k.failures)
+                pipe.zcard(k.scheduled).hmget(k.meta, "paused", "completed").xlen(k.dead).hlen(k.failures)
                 for lane_key in k.lanes:
                     pipe.xlen(lane_key).xinfo_groups(lane_key)
             replies = await pipe.execute(raise_on_error=False)
@@ -285,7 +285,8 @@ class QueueAdmin:
         statuses = []
         for i, k in enumerate(keys):
             own = replies[i * per_queue:(i + 1) * per_queue]
-            waiting, active, retrying, completed, failed, scheduled, paused, dead, backing_off = map(_ok, own[:9])
+            waiting, active, retrying, completed, failed, scheduled, meta, dead, backing_off = map(_ok, own[:9])
+            paused, runs_completed = meta or (None, None)
             lane_replies = own[9:]
             lanes = [LaneInfo(lane, k.lane(lane), _ok(lane_replies[2 * j]), _groups(lane_replies[2 * j + 1]))
                      for j, lane in enumerate(LANES)]
@@ -295,6 +296,8 @@ class QueueAdmin:
                 waiting = sum(lane.lag or 0 for lane in lanes)
                 retrying = backing_off
                 active = max(sum(lane.pending for lane in lanes) - backing_off, 0)
+                # Completed: successful runs counted as batches are acked; failed: the dead letters kept.
+                completed, failed = int(runs_completed or 0), dead
             is_paused = paused == "1"
             counts = {"waiting": 0 if is_paused else waiting, "active": active,
                       "delayed": retrying + scheduled, "completed": completed, "failed": failed,

@@ -46,6 +46,7 @@ async def test_entries_written_with_plain_xadd_are_processed(
     assert seen == ["urgent", "s0", "s1", "s2", "s3", "s4"]  # high lane first within the batch
     status = await QueueAdmin(engine_redis, settings).status(Q)
     assert status.pending == 0 and status.dead == 0
+    assert (status.counts["completed"], status.counts["failed"], status.counts["waiting"]) == (6, 0, 0)
 
 
 async def test_invalid_entries_are_dead_lettered_and_the_rest_complete(
@@ -70,6 +71,8 @@ async def test_invalid_entries_are_dead_lettered_and_the_rest_complete(
     assert any("not valid JSON" in r for r in reasons)
     assert any("no 'data' field" in r for r in reasons)
     assert any("over the limit of 100" in r for r in reasons)
+    counts = (await QueueAdmin(engine_redis, settings).status(Q)).counts
+    assert (counts["completed"], counts["failed"]) == (2, 3)
     assert await engine_redis.xpending(key, GROUP) == {"pending": 0, "min": None, "max": None, "consumers": []}
 
 
