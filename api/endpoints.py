@@ -12,11 +12,13 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
-from api.routes import jobs, ops, queues
+from api.routes import jobs, ops, queues, records
 from api.schemas import (JOB_REQUESTS, QUEUE_ACTIONS, AuditPage, BulkRemoveQuery, BulkRemoveResult, CleanResult,
-                         DeadLetterPage, DeadLetterRequest, Health, JobActionQuery, JobActionResult, JobCreated,
-                         JobDetailView, JobsOverview, PageQuery, PauseResult, PurgeResult, QueueQuery, QueueView,
-                         Readiness, ReplayResult, StreamsOverview)
+                         CompanyView, ContactView, DeadLetterPage, DeadLetterRequest, Health, JobActionQuery,
+                         JobActionResult, JobCreated, JobDetailView, JobsOverview, PageQuery, PauseResult,
+                         PurgeResult, QueueQuery, QueueView, Readiness, ReplayResult, ReportView, ResearchView,
+                         ScheduleDeleted, ScheduleList, ScheduleQuery, ScheduleView, StreamsOverview)
+from processors.models import ScheduleData
 from api.tokens import Role
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -66,6 +68,24 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("POST", "/api/queues/{queueName}/dead", queues.manage_dead_letters, "Replay or purge dead letters",
              "dead letters", Role.ADMIN, {200: ReplayResult | PurgeResult}, (400, 404, 413, 422, *GUARDED),
              body=DeadLetterRequest),
+    Endpoint("GET", "/api/companies/{companyId}", records.get_company, "A company: analytics, intent, research, "
+             "contacts", "records", Role.VIEWER, {200: CompanyView}, (404, *GUARDED),
+             notes="Analytics cover the last 30 local days (TIMEZONE); 404 when nothing of the company is stored."),
+    Endpoint("GET", "/api/contacts/{contactId}", records.get_contact, "An enriched contact", "records", Role.VIEWER,
+             {200: ContactView}, (404, *GUARDED)),
+    Endpoint("GET", "/api/research/{researchId}", records.get_research, "A research brief", "records", Role.VIEWER,
+             {200: ResearchView}, (404, *GUARDED)),
+    Endpoint("GET", "/api/reports/{reportId}", records.get_report, "A report", "records", Role.VIEWER,
+             {200: ReportView}, (404, *GUARDED),
+             notes="JSON; the report's HTML page (text/html) when Accept ranks text/html above application/json."),
+    Endpoint("POST", "/api/schedules", records.create_schedule, "Schedule a report", "schedules", Role.PRODUCER,
+             {201: ScheduleView}, (400, 413, 422, *GUARDED), body=ScheduleData,
+             notes="`cron` has five fields (or @daily, @weekly...) and is evaluated in TIMEZONE; each due time "
+                   "enqueues one reports job, however many workers run."),
+    Endpoint("GET", "/api/schedules", records.list_schedules, "Report schedules", "schedules", Role.VIEWER,
+             {200: ScheduleList}, (422, *GUARDED), query=ScheduleQuery),
+    Endpoint("DELETE", "/api/schedules/{scheduleId}", records.delete_schedule, "Delete a report schedule",
+             "schedules", Role.ADMIN, {200: ScheduleDeleted}, (404, *GUARDED)),
     Endpoint("GET", "/api/streams", ops.streams_overview, "Streams, consumer groups and consumers", "operations",
              Role.VIEWER, {200: StreamsOverview}, GUARDED),
     Endpoint("GET", "/api/audit", ops.audit_trail, "The audit trail, newest first", "operations", Role.VIEWER,

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Union
 from pydantic import Field, TypeAdapter
 
 from api.endpoints import ENDPOINTS, Endpoint
+from api.routes.records import RECORD_ID_PATTERNS
 from api.schemas import ErrorBody
 from config import Settings
 from streams.keys import JOB_ID_RE
@@ -96,9 +97,11 @@ def _path_parameters(path: str, settings: Settings) -> list[dict[str, Any]]:
     known = {
         "queueName": {"type": "string", "enum": list(settings.queues)},
         "jobId": {"type": "string", "pattern": JOB_ID_RE.pattern},
+        **{name: {"type": "string", "pattern": pattern.pattern} for name, pattern in RECORD_ID_PATTERNS.items()},
     }
-    return [{"name": name, "in": "path", "required": True, "schema": schema}
-            for name, schema in known.items() if f"{{{name}}}" in path]
+    named = [name.strip("{}") for name in path.split("/") if name.startswith("{")]
+    return [{"name": name, "in": "path", "required": True, "schema": known.get(name, {"type": "string"})}
+            for name in named]
 
 
 def _query_parameters(model_schema: dict[str, Any]) -> list[dict[str, Any]]:
