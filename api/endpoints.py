@@ -18,8 +18,8 @@ from api.schemas import (JOB_REQUESTS, QUEUE_ACTIONS, AuditPage, BulkRemoveQuery
                          JobActionResult, JobCreated, JobDetailView, JobsOverview, PageQuery, PauseResult,
                          PurgeResult, QueueQuery, QueueView, Readiness, ReplayResult, ReportView, ResearchView,
                          ScheduleDeleted, ScheduleList, ScheduleQuery, ScheduleView, StreamsOverview)
-from processors.models import ScheduleData
 from api.tokens import Role
+from processors.models import ScheduleData
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

@@ -250,7 +250,9 @@ def _chart(by_day: list[tuple[date, int]]) -> dict[str, Any]:
 
 
 def _subject(company: str, record: dict[str, Any]) -> str:
-    return (f"{company}: {record['reportType']} report, "
+    # One line whatever the company's name holds: a header value may not break (the
+    # e-mail library refuses it, so such a report could never be sent).
+    return (f"{' '.join(company.split())}: {record['reportType']} report, "
             f"{record['periodStart']} to {record['periodEnd']}")
 
 

@@ -17,7 +17,7 @@ from croniter import croniter
 from redis.asyncio import Redis
 
 from config import Settings
-from processors.models import ReportData, ScheduleData, record_id
+from processors.models import JOB_NAMES, ReportData, ScheduleData, record_id
 from processors.periods import iso_instant
 from processors.store import ScheduleKeys
 from streams import JobSpec, Producer
@@ -110,7 +110,8 @@ class Schedules:
                 await self.redis.zrem(self.keys.due, schedule_id)
                 continue
             firing.append((schedule_id, int(due_ms), orjson.loads(raw)))
-        specs = [JobSpec(_report_data(definition), idempotency_key=f"schedule:{schedule_id}:{due_ms}")
+        specs = [JobSpec(_report_data(definition), name=JOB_NAMES["report"],  # named as the API names them
+                         idempotency_key=f"schedule:{schedule_id}:{due_ms}")
                  for schedule_id, due_ms, definition in firing]
         added = await self.producer.add_many("reports", specs)
         async with self.redis.pipeline(transaction=False) as pipe:
