@@ -18,6 +18,7 @@ from api.schemas import (JOB_REQUESTS, QUEUE_ACTIONS, AuditPage, BulkRemoveQuery
                          JobActionResult, JobCreated, JobDetailView, JobsOverview, PageQuery, PauseResult,
                          PurgeResult, QueueQuery, QueueView, Readiness, ReplayResult, ReportView, ResearchView,
                          ScheduleDeleted, ScheduleList, ScheduleQuery, ScheduleView, StreamsOverview)
+from api.schemas import WorkersOverview
 from api.tokens import Role
 from processors.models import ScheduleData
 
@@ -88,6 +89,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              "schedules", Role.ADMIN, {200: ScheduleDeleted}, (404, *GUARDED)),
     Endpoint("GET", "/api/streams", ops.streams_overview, "Streams, consumer groups and consumers", "operations",
              Role.VIEWER, {200: StreamsOverview}, GUARDED),
+    Endpoint("GET", "/api/workers", ops.live_workers, "Live worker processes (heartbeat not expired)", "operations",
+             Role.VIEWER, {200: WorkersOverview}, GUARDED),
     Endpoint("GET", "/api/audit", ops.audit_trail, "The audit trail, newest first", "operations", Role.VIEWER,
              {200: AuditPage}, (422, *GUARDED), query=PageQuery),
     Endpoint("GET", "/healthz", ops.healthz, "The process is up", "operations", None, {200: Health}),

@@ -293,6 +293,21 @@ class StreamsOverview(Response):
     timestamp: Timestamp
 
 
+class WorkerView(Response):
+    id: str = Field(description="the process's consumer name in every group: <host>-<pid>-<random>")
+    host: str
+    pid: int
+    queues: list[str]
+    startedAt: Timestamp
+    heartbeatAt: Timestamp = Field(description="the last heartbeat (the worker's clock)")
+    inFlight: dict[str, int] = Field(description="jobs running now, per queue")
+
+
+class WorkersOverview(Response):
+    workers: list[WorkerView] = Field(description="worker processes whose heartbeat has not expired")
+    timestamp: Timestamp
+
+
 class DeadLetterView(Response):
     entryId: str
     jobId: str

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, urlsplit
 
-from pydantic import AfterValidator, Field, SecretStr, field_validator
+from pydantic import AfterValidator, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -71,6 +71,8 @@ class Settings(ApiFields, ServiceFields, BaseSettings):
     events_max_len: Annotated[int, Field(ge=1)] = 10_000  # cap of each queue's events stream
     dead_letter_max_len: Annotated[int, Field(ge=1)] = 100_000  # cap of each dead-letter stream
     dead_consumer_after: PositiveSeconds = 3600.0  # an empty, idle consumer is removed after this
+    worker_heartbeat: PositiveSeconds = 5.0  # a worker process refreshes its registry entry this often
+    worker_ttl: PositiveSeconds = 15.0  # a registry entry not refreshed for this long expires
     max_entry_bytes: Annotated[int, Field(ge=1)] = 65_536  # a fast-path entry's data larger than this is dead-lettered
     log_level: str = "INFO"
     data_dir: Path = Path(".data")  # the embedded Redis keeps its append-only file here
@@ -114,6 +116,14 @@ class Settings(ApiFields, ServiceFields, BaseSettings):
         except ValueError:
             raise ValueError("the port must be a number from 1 to 65535") from None
         return url
+
+    @field_validator("worker_ttl")
+    @classmethod
+    def _check_worker_ttl(cls, ttl: float, info: ValidationInfo) -> float:
+        heartbeat = info.data.get("worker_heartbeat")
+        if heartbeat is not None and ttl <= heartbeat:
+            raise ValueError(f"must be longer than WORKER_HEARTBEAT ({heartbeat:g}s), or live workers expire")
+        return ttl
 
     @field_validator("key_prefix")
     @classmethod

@@ -111,6 +111,29 @@ class QueueKeys:
         return f"{self.tag}:idem:"
 
 
+@dataclass(frozen=True, slots=True)
+class WorkerKeys:
+    """Key names of the worker registry. The tag ``{<prefix>:_workers}`` is no queue's:
+    queue names start with a letter."""
+
+    prefix: str
+
+    @property
+    def tag(self) -> str:
+        return f"{{{self.prefix}:_workers}}"
+
+    @property
+    def roster(self) -> str:
+        """Set of the ids of worker processes that registered; an id whose entry has
+        expired is dropped from it when the registry is listed."""
+        return f"{self.tag}:roster"
+
+    def worker(self, worker_id: str) -> str:
+        """Hash of one worker process (host, pid, queues, times, in-flight jobs),
+        expiring unless its heartbeat refreshes it."""
+        return f"{self.tag}:worker:{worker_id}"
+
+
 def idempotency_digest(key: str) -> str:
     """Callers' idempotency keys are hashed, so no input can shape a key name."""
     return hashlib.sha256(key.encode()).hexdigest()[:32]

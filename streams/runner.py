@@ -1,7 +1,8 @@
 """Runs the workers of several queues in one process until SIGTERM or SIGINT.
 
 On a signal every worker stops reading, running jobs get the grace period, and the
-process exits 0; whatever did not finish stays pending for another worker.
+process exits 0; whatever did not finish stays pending for another worker. While it
+runs, the process keeps its entry in the worker registry fresh (streams.registry).
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import signal
 from collections.abc import Mapping
 
 from config import Settings
+from streams.connection import connect
 from streams.context import Handler
+from streams.registry import Heartbeat
 from streams.worker import QueueWorker, consumer_name
 
 log = logging.getLogger(__name__)
@@ -36,9 +39,16 @@ async def run_workers(settings: Settings, handlers: Mapping[str, Handler], *,
         loop.add_signal_handler(signum, stop, signum)
     log.info("worker %s consuming %s", consumer,
              ", ".join(f"{w.queue} (concurrency {w.concurrency})" for w in workers))
+    registry_redis = connect(settings, max_connections=2)
+    heartbeat = Heartbeat(registry_redis, settings, consumer, [w.queue for w in workers],
+                          lambda: {w.queue: w.in_flight for w in workers})
+    beating = asyncio.create_task(heartbeat.run())
     try:
         await asyncio.gather(*(worker.run(burst=burst) for worker in workers))
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
+        heartbeat.stop()
+        await asyncio.gather(beating, return_exceptions=True)
+        await registry_redis.aclose()
     log.info("worker %s stopped", consumer)

@@ -89,7 +89,7 @@ class QueueWorker:
 
     @property
     def in_flight(self) -> int:
-        return len(self._running)
+        return len(self._in_flight())
 
     def stop(self) -> None:
         """Stops reading; running jobs are given the shutdown grace period to finish."""

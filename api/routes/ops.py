@@ -10,7 +10,9 @@ from api.errors import redis_unavailable
 from api.messages import query, respond
 from api.routes.common import now_ms
 from api.schemas import AuditEntryView, AuditPage, Health, PageQuery, QueueStreams, Readiness, StreamsOverview
-from api.state import ADMIN, AUDIT, OPENAPI, REDIS
+from api.schemas import WorkersOverview, WorkerView
+from api.state import ADMIN, AUDIT, OPENAPI, REDIS, SETTINGS
+from streams.registry import WorkerRegistry
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -38,6 +40,12 @@ async def streams_overview(request: web.Request) -> web.Response:
     statuses = await admin.all_status()
     return respond(StreamsOverview(
         queues={s.queue: QueueStreams.of(s, admin.keys(s.queue).dead) for s in statuses}, timestamp=now_ms()))
+
+
+async def live_workers(request: web.Request) -> web.Response:
+    """The worker processes whose registry entry has not expired."""
+    workers = await WorkerRegistry(request.app[REDIS], request.app[SETTINGS]).live()
+    return respond(WorkersOverview(workers=[WorkerView(**w.as_dict()) for w in workers], timestamp=now_ms()))
 
 
 async def audit_trail(request: web.Request) -> web.Response:

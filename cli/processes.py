@@ -1,0 +1,158 @@
+"""Commands that run until stopped: workers, up (Redis + API + workers), api, redis."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Coroutine, Iterator
+from typing import Any
+
+from cli.common import EXIT_USAGE, CliError, CommandAdder
+from cli.embedded_redis import EmbeddedRedis, EmbeddedRedisError
+from cli.metrics import add_metrics_port, serve_worker_metrics
+from config import Settings
+from streams import connect, run_workers
+
+
+def add_commands(command: CommandAdder) -> None:
+    workers = command("workers", "run workers for the queues that have a handler", cmd_workers)
+    workers.add_argument("--queues", help="comma-separated queues (default: every queue with a handler)")
+    workers.add_argument("--concurrency", type=int, help="jobs run at once per queue (default: the policy's)")
+    workers.add_argument("--burst", action="store_true", help="exit once the queues are drained")
+    add_metrics_port(workers)
+
+    command("up", "start a local Redis when REDIS_URL is unset, then every worker and the HTTP API", cmd_up)
+    command("redis", "run the embedded Redis in the foreground (append-only, under the data dir)", cmd_redis)
+
+    api = command("api", "serve the HTTP API until SIGTERM or Ctrl+C", cmd_api)
+    api.add_argument("--host", help="address to bind (default: API_HOST, 127.0.0.1)")
+    api.add_argument("--port", type=int, help="port to listen on (default: API_PORT, 3000)")
+
+
+def cmd_workers(args: argparse.Namespace, settings: Settings) -> int:
+    queues = consumed_queues(args.queues, settings, args.concurrency)
+    serve_worker_metrics(args, settings)
+    asyncio.run(consume(settings, queues, concurrency=args.concurrency, burst=args.burst))
+    return 0
+
+
+def consumed_queues(chosen: str | None, settings: Settings, concurrency: int | None = None) -> list[str]:
+    """The queues `--queues` chose (default: every configured one) that have a handler;
+    says which have none."""
+    from processors import HANDLED_QUEUES
+
+    wanted = chosen.split(",") if chosen else list(settings.queues)
+    unknown = [q for q in wanted if q not in settings.queues]
+    if unknown:
+        raise CliError(f"unknown queue(s): {', '.join(unknown)}; configured: {', '.join(settings.queues)}",
+                       EXIT_USAGE)
+    if concurrency is not None and concurrency < 1:
+        raise CliError("--concurrency must be at least 1", EXIT_USAGE)
+    handled = [q for q in wanted if q in HANDLED_QUEUES]
+    missing = [q for q in wanted if q not in HANDLED_QUEUES]
+    if missing:
+        print(f"tgjobs: no handler registered for {', '.join(missing)}; not consuming "
+              f"{'it' if len(missing) == 1 else 'them'}", file=sys.stderr)
+    if not handled:
+        raise CliError("no queue to consume: none of the chosen queues has a handler")
+    return handled
+
+
+async def consume(settings: Settings, queues: list[str], *, concurrency: int | None = None,
+                  burst: bool = False) -> None:
+    """Runs the processors of `queues` until a signal (or, with `burst`, until drained),
+    and, beside the reports workers, the loop that fires due report schedules."""
+    from processors import build_handlers
+    from processors.schedules import Schedules
+
+    redis = connect(settings)
+    try:
+        handlers = {q: h for q, h in build_handlers(settings, redis).items() if q in queues}
+        stopping = asyncio.Event()
+        companions = [] if burst or "reports" not in handlers else [Schedules(settings, redis).run(stopping)]
+
+        async def workers() -> None:
+            try:
+                await run_workers(settings, handlers, concurrency=concurrency, burst=burst)
+            finally:
+                stopping.set()
+
+        await asyncio.gather(workers(), *companions)
+    finally:
+        await redis.aclose()
+
+
+@contextlib.contextmanager
+def redis_for(settings: Settings) -> Iterator[Settings]:
+    """The settings to run with: unchanged when REDIS_URL is set, else pointing at an
+    embedded Redis that lives as long as the context."""
+    if settings.redis_url is not None:
+        yield settings
+        return
+    server = EmbeddedRedis(settings.data_dir / "redis", port=settings.embedded_redis_port,
+                           appendonly=True, install=True)
+    try:
+        server.start()
+    except EmbeddedRedisError as exc:
+        raise CliError(str(exc)) from None
+    logging.getLogger("tgjobs").info("embedded Redis on %s (append-only file in %s)", server.url,
+                                     server.data_dir)
+    try:
+        yield settings.model_copy(update={"redis_url": server.url})
+    finally:
+        server.stop()
+
+
+def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
+    with redis_for(settings) as running:
+        run_api(_up(running, consumed_queues(None, running)))
+    return 0
+
+
+async def _up(settings: Settings, queues: list[str]) -> None:
+    from api import running_api
+
+    async with running_api(settings):
+        await consume(settings, queues)
+
+
+def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
+    from api import serve
+
+    if args.port is not None and not 1 <= args.port <= 65535:
+        raise CliError("--port must be from 1 to 65535", EXIT_USAGE)
+    run_api(serve(settings, args.host, args.port))
+    return 0
+
+
+def run_api(main: Coroutine[Any, Any, None]) -> None:
+    from api.server import ServeError
+    from api.tokens import TokenFileError
+
+    try:
+        asyncio.run(main)
+    except TokenFileError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+    except ServeError as exc:
+        raise CliError(str(exc)) from None
+
+
+def cmd_redis(args: argparse.Namespace, settings: Settings) -> int:
+    with redis_for(settings.model_copy(update={"redis_url": None})) as running:
+        print(f"embedded Redis at {running.redis_url}; Ctrl+C stops it", file=sys.stderr)
+        wait_for_signal()
+    return 0
+
+
+def wait_for_signal() -> None:
+    """Blocks until SIGINT or SIGTERM; both unwind normally, so a child Redis is
+    stopped rather than orphaned."""
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        signal.pause()
+    except KeyboardInterrupt:
+        pass
