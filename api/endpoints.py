@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
-from api.routes import jobs, ops, queues, records
+from api.routes import jobs, metrics, ops, queues, records
 from api.schemas import (JOB_REQUESTS, QUEUE_ACTIONS, AuditPage, BulkRemoveQuery, BulkRemoveResult, CleanResult,
                          CompanyView, ContactView, DeadLetterPage, DeadLetterRequest, Health, JobActionQuery,
                          JobActionResult, JobCreated, JobDetailView, JobsOverview, PageQuery, PauseResult,
@@ -42,6 +42,7 @@ class Endpoint:
     body: Any = None  # the request body's type: a model, or a union discriminated by a field
     discriminator: str | None = None
     notes: str = ""
+    media_type: str = "application/json"  # of the answers in `responses` (errors are always JSON)
 
 
 ENDPOINTS: tuple[Endpoint, ...] = (
@@ -96,6 +97,10 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("GET", "/healthz", ops.healthz, "The process is up", "operations", None, {200: Health}),
     Endpoint("GET", "/readyz", ops.readyz, "Redis is reachable and holds the scripts", "operations", None,
              {200: Readiness, 503: Readiness}),
+    Endpoint("GET", "/metrics", metrics.metrics, "Queue figures for Prometheus", "operations", Role.VIEWER,
+             {200: str}, GUARDED, media_type="text/plain",
+             notes="Prometheus text format, read from Redis at scrape time: jobs by state, stream length, group "
+                   "lag and pending, dead letters, live workers, Redis memory; then this process's own figures."),
     Endpoint("GET", "/api/openapi.json", ops.openapi_document, "This document", "operations", None,
              {200: dict[str, Any]}),
 )

@@ -44,7 +44,8 @@ def build_openapi(settings: Settings, endpoints: tuple[Endpoint, ...] = ENDPOINT
             "tags": [ep.tag],
             "parameters": _path_parameters(ep.path, settings),
             "responses": {
-                **{str(status): _content(HTTPStatus(status).phrase, schemas[((i, status), "serialization")])
+                **{str(status): _content(HTTPStatus(status).phrase, schemas[((i, status), "serialization")],
+                                         ep.media_type)
                    for status, _ in ep.responses.items()},
                 **{str(status): _content(HTTPStatus(status).phrase, error) for status in ep.errors},
             },
@@ -85,8 +86,8 @@ def _body_type(ep: Endpoint) -> Any:
     return ep.body
 
 
-def _content(description: str, schema: dict[str, Any]) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
+def _content(description: str, schema: dict[str, Any], media_type: str = "application/json") -> dict[str, Any]:
+    return {"description": description, "content": {media_type: {"schema": schema}}}
 
 
 def _ref_name(schema: dict[str, Any]) -> str:

@@ -10,7 +10,7 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import quote, urlsplit
 
 from pydantic import AfterValidator, Field, SecretStr, ValidationInfo, field_validator
@@ -75,6 +75,8 @@ class Settings(ApiFields, ServiceFields, BaseSettings):
     worker_ttl: PositiveSeconds = 15.0  # a registry entry not refreshed for this long expires
     max_entry_bytes: Annotated[int, Field(ge=1)] = 65_536  # a fast-path entry's data larger than this is dead-lettered
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"  # json: one JSON object per line (for log shippers)
+    metrics_port: Annotated[int, Field(ge=1, le=65535)] | None = None  # a worker process serves /metrics here
     data_dir: Path = Path(".data")  # the embedded Redis keeps its append-only file here
     embedded_redis_port: Annotated[int, Field(ge=1, le=65535)] = 6380  # used when REDIS_URL is unset
 
@@ -136,6 +138,11 @@ class Settings(ApiFields, ServiceFields, BaseSettings):
     @classmethod
     def _merge_onto_defaults(cls, queues: Any) -> Any:
         return merge_policy_rows(queues)
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _fold_log_format(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("log_level", mode="before")
     @classmethod

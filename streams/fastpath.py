@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,6 +19,7 @@ import orjson
 from redis.asyncio import Redis
 
 from config import Settings
+from streams import metrics
 from streams.context import Handler, JobContext
 from streams.errors import InvalidJob, JobTimeout, UnrecoverableError
 from streams.keys import GROUP
@@ -60,6 +62,7 @@ class BatchRunner:
         """Runs a batch and records every outcome: acks for successes (one pipeline),
         failures and invalid entries through fail_entry."""
         self.in_flight = deliveries
+        metrics.jobs_started(self.queue, deliveries)
         try:
             jobs, data, rejected = self._parse(deliveries)
             outcomes = await self._call(jobs) if jobs else []
@@ -98,19 +101,23 @@ class BatchRunner:
     async def _call(self, jobs: list[JobContext]) -> Sequence[Any]:
         timeout = self.policy.timeout
         if self._batch_handler:
+            started = time.monotonic()
             try:
                 async with asyncio.timeout(timeout):
                     results = await self.handler(jobs)  # type: ignore[arg-type]
             except Exception as exc:
+                metrics.job_ran(self.queue, time.monotonic() - started, len(jobs))
                 error = JobTimeout(f"batch exceeded the queue's timeout of {timeout:g}s") \
                     if isinstance(exc, TimeoutError) else exc
                 return [error] * len(jobs)
+            metrics.job_ran(self.queue, time.monotonic() - started, len(jobs))
             if len(results) != len(jobs):
                 error = RuntimeError(f"batch handler returned {len(results)} results for {len(jobs)} jobs")
                 return [error] * len(jobs)
             return results
         outcomes: list[Any] = []
         for job in jobs:
+            started = time.monotonic()
             try:
                 async with asyncio.timeout(timeout):
                     outcomes.append(await self.handler(job))
@@ -118,6 +125,7 @@ class BatchRunner:
                 outcomes.append(JobTimeout(f"attempt exceeded the queue's timeout of {timeout:g}s"))
             except Exception as exc:
                 outcomes.append(exc)
+            metrics.job_ran(self.queue, time.monotonic() - started)
         return outcomes
 
     async def _ack(self, done: list[Delivery]) -> None:
@@ -137,12 +145,14 @@ class BatchRunner:
         pipe.xadd(self.keys.events, {"event": "completed", "job": "", "count": len(done)},
                   maxlen=self.settings.events_max_len, approximate=True)
         await self._outage.retry(pipe.execute)
+        metrics.job_outcome(self.queue, "completed", len(done))
 
     async def _fail(self, d: Delivery, error: BaseException) -> None:
         unrecoverable = isinstance(error, (UnrecoverableError, InvalidJob))
         backoff = self.policy.backoff_for(d.attempts_made + 1)
         outcome = await self._outage.retry(
             lambda: self.scripts.fail_entry(self.consumer, d, d.raw or "null", error, backoff, unrecoverable))
+        metrics.job_outcome(self.queue, outcome if outcome in ("retry", "dead") else "discarded")
         if outcome == "dead":
             log.error("%s: entry %s dead-lettered: %s: %s", self.queue, d.entry_id, type(error).__name__, error)
         elif outcome == "retry":

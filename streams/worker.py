@@ -23,6 +23,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from config import Settings
+from streams import metrics
 from streams.completer import Completer
 from streams.connection import connect
 from streams.context import Handler, JobContext
@@ -86,6 +87,7 @@ class QueueWorker:
         self._next_reap = 0.0
         self._maintenance_every = min(max(min(self.policy.lock_timeout, self.policy.backoff_for(1)) / 4,
                                           MIN_MAINTENANCE_S), MAX_MAINTENANCE_S)
+        metrics.track(self)
 
     @property
     def in_flight(self) -> int:
@@ -161,6 +163,7 @@ class QueueWorker:
         if result.kind == "paused":
             await self._sleep(min(wait, PAUSED_POLL_S))
         elif result.kind == "limited":
+            metrics.rate_limited(self.queue, min(wait, result.wait_ms / 1000))
             await self._sleep(min(wait, result.wait_ms / 1000))
         else:
             if result.wait_ms >= 0:
@@ -279,6 +282,7 @@ class QueueWorker:
     # -- running jobs -----------------------------------------------------------
 
     def _start(self, delivery: Delivery) -> None:
+        metrics.jobs_started(self.queue, (delivery,))
         running = Running(delivery, time.monotonic())
         running.task = asyncio.create_task(self._execute(running))
         self._running[delivery.entry_key] = running
@@ -291,19 +295,26 @@ class QueueWorker:
                 if not (await self.scripts.extend(self.consumer, [d]))[0]:
                     log.warning("%s: job %s was taken over before it started", self.queue, d.job_id)
                     return
-            log.debug("%s: job %s started (attempt %d)", self.queue, d.job_id, d.attempts_made + 1)
+            log.debug("%s: job %s started (attempt %d)", self.queue, d.job_id, d.attempts_made + 1,
+                      extra={"queue": self.queue, "job": d.job_id, "attempt": d.attempts_made + 1})
             started = time.monotonic()
             try:
                 value = self._encode(await self._call_handler(d))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                await self._record_failure(d, exc)
+                metrics.job_ran(self.queue, time.monotonic() - started)
+                await self._record_failure(d, exc, time.monotonic() - started)
                 return
+            ran = time.monotonic() - started
+            metrics.job_ran(self.queue, ran)
             if await self._completer.complete(d, value):
-                log.debug("%s: job %s completed in %.0f ms", self.queue, d.job_id,
-                          (time.monotonic() - started) * 1000)
+                metrics.job_outcome(self.queue, "completed")
+                log.info("%s: job %s completed in %.0f ms", self.queue, d.job_id, ran * 1000,
+                         extra={"queue": self.queue, "job": d.job_id, "attempt": d.attempts_made + 1,
+                                "duration_ms": round(ran * 1000, 1)})
             else:
+                metrics.job_outcome(self.queue, "discarded")
                 log.warning("%s: job %s finished after another worker took it over; "
                             "its result was discarded", self.queue, d.job_id)
         finally:
@@ -330,19 +341,23 @@ class QueueWorker:
         except TypeError as exc:
             raise UnrecoverableError(f"the handler returned a value that is not JSON: {exc}") from None
 
-    async def _record_failure(self, d: Delivery, exc: Exception) -> None:
+    async def _record_failure(self, d: Delivery, exc: Exception, ran: float | None = None) -> None:
         unrecoverable = isinstance(exc, UnrecoverableError)
         stack = "".join(traceback.format_exception(exc))
         backoff = self.policy.backoff_for(d.attempts_made + 1)
         outcome = await self._failures_outage.retry(
             lambda: self.scripts.fail(self.consumer, d, exc, stack, backoff, unrecoverable))
+        metrics.job_outcome(self.queue, outcome if outcome in ("retry", "dead") else "discarded")
+        extra = {"queue": self.queue, "job": d.job_id, "attempt": d.attempts_made + 1, "outcome": outcome,
+                 "error": f"{type(exc).__name__}: {exc}",
+                 **({"duration_ms": round(ran * 1000, 1)} if ran is not None else {})}
         if outcome == "retry":
             log.warning("%s: job %s failed (attempt %d of %d), retrying in %.1fs: %s: %s", self.queue,
                         d.job_id, d.attempts_made + 1, self.policy.attempts, backoff,
-                        type(exc).__name__, exc)
+                        type(exc).__name__, exc, extra=extra)
         elif outcome == "dead":
             log.error("%s: job %s failed for good and was dead-lettered: %s: %s", self.queue,
-                      d.job_id, type(exc).__name__, exc)
+                      d.job_id, type(exc).__name__, exc, extra=extra)
         else:
             log.warning("%s: job %s failed after another worker took it over; outcome discarded",
                         self.queue, d.job_id)
