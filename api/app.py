@@ -16,17 +16,23 @@ from api.auth import auth_middleware
 from api.endpoints import ENDPOINTS
 from api.errors import error_middleware, redis_unavailable
 from api.openapi import build_openapi
+from api.schemas import JOB_IDS_MAX_CHARS
 from api.state import ADMIN, AUDIT, OPENAPI, PRODUCER, REDIS, ROLES, SETTINGS, SIGNAL_TYPES, TOKENS
 from api.tokens import TokenStore
 from config import Settings
 from streams import Producer, QueueAdmin, connect
 
 log = logging.getLogger(__name__)
+# The longest query the document allows (jobIds), every character percent-encoded UTF-8
+# (up to 12 bytes), plus the path: such a request line is read, not refused with a
+# plain-text 400 before the app sees it (aiohttp's default limit is 8190 bytes).
+MAX_REQUEST_LINE = 12 * JOB_IDS_MAX_CHARS + 8190
 
 
 def create_app(settings: Settings) -> web.Application:
     """Raises api.tokens.TokenFileError when API_TOKENS_FILE cannot be read."""
-    app = web.Application(middlewares=[error_middleware, auth_middleware], client_max_size=settings.api_max_body)
+    app = web.Application(middlewares=[error_middleware, auth_middleware], client_max_size=settings.api_max_body,
+                          handler_args={"max_line_size": MAX_REQUEST_LINE})
     app[SETTINGS] = settings
     app[TOKENS] = TokenStore(settings.api_tokens, settings.api_tokens_file)
     app[SIGNAL_TYPES] = tuple(settings.signal_types)

@@ -63,6 +63,8 @@ class AuditTrail:
     async def page(self, before: str | None, limit: int) -> tuple[list[AuditEntry], str | None]:
         """Up to `limit` entries, newest first, older than entry id `before`; and the
         cursor of the next page (None on the last)."""
+        if before is not None and not any(int(part) for part in before.split("-")):
+            return [], None  # nothing is older than 0-0 (and Redis refuses the range "(0-0")
         rows = await self.redis.xrevrange(self.key, f"({before}" if before else "+", "-", count=limit + 1)
         entries = [AuditEntry.from_entry(entry_id, fields) for entry_id, fields in rows[:limit]]
         return entries, entries[-1].id if len(rows) > limit else None

@@ -17,6 +17,7 @@ from streams.keys import JOB_ID_RE
 
 MAX_PAGE = 1000  # largest `limit` of any listing
 MAX_IDS = 1000  # most job ids one request may name
+JOB_IDS_MAX_CHARS = 40_000  # of the jobIds query parameter: 1000 ids as this system makes them, with commas
 MAX_CLEAN = 10_000  # most records one clean removes
 
 
@@ -28,7 +29,8 @@ def iso_ms(ms: int) -> str:
 Timestamp = Annotated[int, PlainSerializer(iso_ms, return_type=str),
                       WithJsonSchema({"type": "string", "format": "date-time"}, mode="serialization")]
 JobId = Annotated[str, StringConstraints(pattern=JOB_ID_RE.pattern)]
-EntryId = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,20}-[0-9]{1,20}$")]
+# A stream entry id. Redis takes each part up to 2^64-1: 19 digits keeps every id valid.
+EntryId = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,19}-[0-9]{1,19}$")]
 ListingCursorText = Annotated[str, StringConstraints(pattern=r"^[a-z]{1,12}:[0-9]{1,16}:[0-9]{1,9}$")]
 PageLimit = Annotated[int, Field(ge=1, le=MAX_PAGE)]
 
@@ -112,7 +114,8 @@ JOB_ACTIONS = ("remove", "retry")
 
 
 class BulkRemoveQuery(Request):
-    jobIds: str | None = Field(None, description="comma-separated job ids", max_length=MAX_IDS * 140)
+    jobIds: str | None = Field(None, description="comma-separated job ids", max_length=JOB_IDS_MAX_CHARS,
+                               pattern=r"^[A-Za-z0-9_, -]*$")
     status: Literal["waiting", "delayed", "paused", "completed", "failed"] | None = None
 
 
