@@ -26,7 +26,9 @@ def add_commands(command: CommandAdder) -> None:
     add_metrics_port(workers)
 
     command("up", "start a local Redis when REDIS_URL is unset, then every worker and the HTTP API", cmd_up)
-    command("redis", "run the embedded Redis in the foreground (append-only, under the data dir)", cmd_redis)
+    redis = command("redis", "run the embedded Redis in the foreground (append-only, under the data dir)", cmd_redis)
+    redis.add_argument("--stop", action="store_true",
+                       help="stop the embedded Redis that `tgjobs redis` or `tgjobs up` started (SHUTDOWN)")
 
     api = command("api", "serve the HTTP API until SIGTERM or Ctrl+C", cmd_api)
     api.add_argument("--host", help="address to bind (default: API_HOST, 127.0.0.1)")
@@ -142,17 +144,52 @@ def run_api(main: Coroutine[Any, Any, None]) -> None:
 
 
 def cmd_redis(args: argparse.Namespace, settings: Settings) -> int:
-    with redis_for(settings.model_copy(update={"redis_url": None})) as running:
-        print(f"embedded Redis at {running.redis_url}; Ctrl+C stops it", file=sys.stderr)
-        wait_for_signal()
+    if args.stop:
+        return stop_embedded(settings)
+    server = EmbeddedRedis(settings.data_dir / "redis", port=settings.embedded_redis_port,
+                           appendonly=True, install=True)
+    try:
+        server.start()
+    except EmbeddedRedisError as exc:
+        raise CliError(str(exc)) from None
+    try:
+        print(f"embedded Redis at {server.url}; Ctrl+C or `tgjobs redis --stop` stops it", file=sys.stderr)
+        wait_for_signal(server)
+    finally:
+        server.stop()
     return 0
 
 
-def wait_for_signal() -> None:
-    """Blocks until SIGINT or SIGTERM; both unwind normally, so a child Redis is
-    stopped rather than orphaned."""
+def stop_embedded(settings: Settings) -> int:
+    """SHUTDOWN to the embedded Redis's loopback port (it writes its append-only file
+    first); a server that is not running is not an error."""
+    import redis
+
+    from cli.embedded_redis import LOOPBACK, ping
+
+    port = settings.embedded_redis_port
+    if not ping(port):
+        print(f"tgjobs: no embedded Redis answers on {LOOPBACK}:{port}", file=sys.stderr)
+        return 0
+    client = redis.Redis(host=LOOPBACK, port=port, socket_timeout=10)
+    try:
+        client.shutdown()
+    except redis.RedisError as exc:
+        raise CliError(f"cannot stop the embedded Redis on {LOOPBACK}:{port}: {exc}") from None
+    finally:
+        client.close()
+    print(f"stopped the embedded Redis on {LOOPBACK}:{port}", file=sys.stderr)
+    return 0
+
+
+def wait_for_signal(server: EmbeddedRedis) -> None:
+    """Blocks until SIGINT or SIGTERM, or until the server exits (`--stop`); signals
+    unwind normally, so a child Redis is stopped rather than orphaned."""
+    import time
+
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        signal.pause()
+        while server.running:
+            time.sleep(0.2)
     except KeyboardInterrupt:
         pass

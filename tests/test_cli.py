@@ -23,7 +23,8 @@ from streams import QueueAdmin, QueueKeys, connect
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RUN_TIMEOUT = 60
 ID_RE = re.compile(r"^(?P<queue>[a-z][a-z0-9_]*)-[A-Za-z0-9_-]+$")
-COMMANDS = ("workers", "publish", "status", "up", "redis")
+COMMANDS = ("workers", "publish", "status", "up", "redis", "api", "job", "retry", "remove", "clean", "pause",
+            "resume", "dlq", "watch", "health")
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 

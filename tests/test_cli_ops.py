@@ -376,6 +376,30 @@ async def test_heartbeat_keeps_the_entry_fresh_then_leaves(make_settings: Any, e
     assert await WorkerRegistry(engine_redis, settings).live() == []
 
 
+# -- redis --stop ---------------------------------------------------------------------------------
+
+def test_redis_stop_shuts_the_embedded_redis_down(tgjobs: Run, tmp_path: Any) -> None:
+    from cli.embedded_redis import ping
+
+    port = free_port()
+    env = {**clean_env(), "DATA_DIR": str(tmp_path), "EMBEDDED_REDIS_PORT": str(port)}
+    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "redis"], cwd=REPO_ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: ping(port))
+        stop = tgjobs("redis", "--stop", env={"DATA_DIR": str(tmp_path), "EMBEDDED_REDIS_PORT": str(port)})
+        assert stop.returncode == 0 and "stopped" in stop.stderr
+        assert proc.wait(timeout=30) == 0
+        assert not ping(port)
+        assert (tmp_path / "redis").is_dir()
+        again = tgjobs("redis", "--stop", env={"EMBEDDED_REDIS_PORT": str(port)})
+        assert again.returncode == 0 and "no embedded Redis" in again.stderr
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=30)
+
+
 # -- GET /api/workers --------------------------------------------------------------------------------
 
 async def test_api_lists_live_workers(make_settings: Any, engine_redis: Any) -> None:
