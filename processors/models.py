@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, TypeVar
 
-from croniter import croniter
+from croniter import CroniterError, croniter
 from pydantic import (AnyHttpUrl, BaseModel, ConfigDict, EmailStr, Field, StringConstraints, ValidationError,
                       field_validator)
 
@@ -76,6 +76,10 @@ class ScheduleData(JobData):
         # optional sixth (seconds) field would fire far more often than any report needs.
         if not croniter.is_valid(expression) or len(expression.split()) > CRON_FIELDS:
             raise ValueError("must be a cron expression of five fields, e.g. '0 8 * * 1', or @daily/@weekly/@monthly")
+        try:  # valid fields can still name no date at all ("0 0 30 2 *"): no next run to store
+            croniter(expression).get_next(float)
+        except CroniterError:
+            raise ValueError("names no date that ever comes (e.g. 30 February)") from None
         return expression
 
 

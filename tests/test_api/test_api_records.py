@@ -166,6 +166,7 @@ async def test_create_list_and_delete_a_schedule(start_api: StartApi, make_setti
     ({"cron": "every monday"}, ["cron"]),
     ({"cron": "0 8 * * 1 5"}, ["cron"]),  # croniter's seconds field: refused
     ({"cron": "61 8 * * *"}, ["cron"]),
+    ({"cron": "0 0 30 2 *"}, ["cron"]),  # valid fields, but 30 February never comes
     ({"reportType": "daily"}, ["reportType"]),
     ({"emailTo": "not-an-address"}, ["emailTo"]),
     ({"userId": ""}, ["userId"]),
