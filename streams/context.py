@@ -8,6 +8,7 @@ here are shielded: a handler timed out mid-call never leaves one half-sent.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, runtime_checkable
@@ -18,6 +19,7 @@ from redis.asyncio import Redis
 from streams.keys import QueueKeys
 
 LOG_LINES_KEPT = 1000
+log = logging.getLogger("streams.worker")
 
 
 @dataclass(slots=True)
@@ -38,6 +40,8 @@ class JobContext:
         if not self.tracked:
             return
         encoded = orjson.dumps(value).decode()
+        log.debug("%s: job %s progress %s", self.queue, self.id, encoded,
+                  extra={"queue": self.queue, "job": self.id, "progress": encoded})
         pipe = self._redis.pipeline(transaction=False)
         pipe.hset(self._keys.job(self.id), "progress", encoded)
         pipe.xadd(self._keys.events, {"event": "progress", "job": self.id, "progress": encoded},

@@ -65,7 +65,12 @@ class BatchRunner:
         metrics.jobs_started(self.queue, deliveries)
         try:
             jobs, data, rejected = self._parse(deliveries)
+            started = time.monotonic()
             outcomes = await self._call(jobs) if jobs else []
+            log.debug("%s: batch of %d ran in %.0f ms", self.queue, len(deliveries),
+                      (time.monotonic() - started) * 1000,
+                      extra={"queue": self.queue, "count": len(deliveries),
+                             "duration_ms": round((time.monotonic() - started) * 1000, 1)})
             done = [d for d, outcome in zip(data, outcomes) if not isinstance(outcome, BaseException)]
             if done:
                 await self._ack(done)

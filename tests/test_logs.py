@@ -1,5 +1,5 @@
-"""Logs: one line per job start (debug), completion with its duration, failure with its
-error; text by default, JSON lines with LOG_FORMAT=json; secrets never appear (a Redis
+"""Logs: one line per job start (debug), progress update (debug), completion with its
+duration, failure with its error; text by default, JSON lines with LOG_FORMAT=json; secrets never appear (a Redis
 URL with a password, logged by the engine itself, comes out redacted)."""
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ async def run_queue(settings: Settings, handler: Any, specs: list[JobSpec]) -> N
 async def handler(ctx: JobContext) -> Any:
     if ctx.data.get("fail"):
         raise ConnectionError(f"cannot reach {LEAKY_URL} (password={PASSWORD})")
+    await ctx.progress(50)
     return {"ok": True}
 
 
@@ -60,6 +61,8 @@ async def test_json_lines_for_start_completion_and_failure_without_secrets(
     lines = [json.loads(line) for line in text.splitlines()]  # every line is one JSON object
     started = [line for line in lines if line["msg"].endswith("started (attempt 1)")]
     assert len(started) == 2 and all(line["level"] == "DEBUG" and line["queue"] == "jobs" for line in started)
+    (progress,) = [line for line in lines if line["msg"].endswith(" progress 50")]
+    assert progress["level"] == "DEBUG" and progress["progress"] == "50"
     (completed,) = [line for line in lines if " completed in " in line["msg"]]
     assert completed["level"] == "INFO" and completed["duration_ms"] >= 0 and completed["job"].startswith("jobs-")
     (failed,) = [line for line in lines if "dead-lettered" in line["msg"]]
