@@ -24,7 +24,7 @@ EXAMPLES = {
     "workers": "tgjobs workers --queues research,signals --concurrency 8",
     "publish": "tgjobs publish research '{\"companyId\": \"comp_123\", \"companyName\": \"Acme\"}' --priority high",
     "status": "tgjobs status --json",
-    "up": "tgjobs up",
+    "up": "tgjobs up --host 0.0.0.0 --port 3000 --queues research,signals",
     "redis": "tgjobs redis",
     "api": "tgjobs api --host 0.0.0.0 --port 3000",
     "job": "tgjobs job research-01JD2X5V3G8K6M7W4Q9T1B0C2E --json",

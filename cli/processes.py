@@ -25,7 +25,10 @@ def add_commands(command: CommandAdder) -> None:
     workers.add_argument("--burst", action="store_true", help="exit once the queues are drained")
     add_metrics_port(workers)
 
-    command("up", "start a local Redis when REDIS_URL is unset, then every worker and the HTTP API", cmd_up)
+    up = command("up", "start a local Redis when REDIS_URL is unset, then every worker and the HTTP API", cmd_up)
+    up.add_argument("--host", help="address the API binds (default: API_HOST, 127.0.0.1)")
+    up.add_argument("--port", type=int, help="port the API listens on (default: API_PORT, 3000)")
+    up.add_argument("--queues", help="comma-separated queues to consume (default: every queue with a handler)")
     redis = command("redis", "run the embedded Redis in the foreground (append-only, under the data dir)", cmd_redis)
     redis.add_argument("--stop", action="store_true",
                        help="stop the embedded Redis that `tgjobs redis` or `tgjobs up` started (SHUTDOWN)")
@@ -110,23 +113,29 @@ def redis_for(settings: Settings) -> Iterator[Settings]:
 
 
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
+    check_port(args.port)
+    queues = consumed_queues(args.queues, settings)  # bad --queues fail before Redis starts
     with redis_for(settings) as running:
-        run_api(_up(running, consumed_queues(None, running)))
+        run_api(_up(running, queues, args.host, args.port))
     return 0
 
 
-async def _up(settings: Settings, queues: list[str]) -> None:
+async def _up(settings: Settings, queues: list[str], host: str | None = None, port: int | None = None) -> None:
     from api import running_api
 
-    async with running_api(settings):
+    async with running_api(settings, host, port):
         await consume(settings, queues)
+
+
+def check_port(port: int | None) -> None:
+    if port is not None and not 1 <= port <= 65535:
+        raise CliError("--port must be from 1 to 65535", EXIT_USAGE)
 
 
 def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
     from api import serve
 
-    if args.port is not None and not 1 <= args.port <= 65535:
-        raise CliError("--port must be from 1 to 65535", EXIT_USAGE)
+    check_port(args.port)
     run_api(serve(settings, args.host, args.port))
     return 0
 

@@ -131,9 +131,10 @@ class Heartbeat:
                     await self.registry.beat(self.info)
                     self._outage.succeeded()
                 except Exception as exc:
-                    if not is_transient(exc):
-                        raise
-                    wait = min(wait, self._outage.failed(exc))
+                    if is_transient(exc):
+                        wait = min(wait, self._outage.failed(exc))
+                    else:  # never let the registry stop the workers; say so, and try again
+                        log.exception("worker heartbeat failed; retrying in %.0fs", wait)
                 try:
                     await asyncio.wait_for(self._stopping.wait(), wait)
                 except TimeoutError:

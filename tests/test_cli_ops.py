@@ -376,6 +376,38 @@ async def test_heartbeat_keeps_the_entry_fresh_then_leaves(make_settings: Any, e
     assert await WorkerRegistry(engine_redis, settings).live() == []
 
 
+# -- up: the API beside the workers, both registered ------------------------------------------------
+
+def test_up_serves_the_api_and_lists_its_worker(tgjobs: Run, worker_env: dict[str, str], start_workers: Any) -> None:
+    import urllib.request
+
+    port = free_port()
+    env = {**worker_env, "API_PORT": "1"}  # --port wins over the setting
+    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "up", "--host", "127.0.0.1", "--port", str(port),
+                             "--queues", "signals"], cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        def workers() -> Any:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/workers", timeout=5) as answer:
+                    return json.loads(answer.read())["workers"]
+            except OSError:
+                return None
+
+        (worker,) = wait_for(workers)
+        assert (worker["pid"], worker["queues"]) == (proc.pid, ["signals"])
+        ok(tgjobs("health", "--queues", "signals", env=worker_env))
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        one_line_error(tgjobs("health", env=worker_env), 1)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=30)
+    one_line_error(tgjobs("up", "--port", "0"), 2)
+    one_line_error(tgjobs("up", "--queues", "nosuchqueue"), 2)
+
+
 # -- redis --stop ---------------------------------------------------------------------------------
 
 def test_redis_stop_shuts_the_embedded_redis_down(tgjobs: Run, tmp_path: Any) -> None:
@@ -398,6 +430,27 @@ def test_redis_stop_shuts_the_embedded_redis_down(tgjobs: Run, tmp_path: Any) ->
         if proc.poll() is None:
             proc.kill()
         proc.communicate(timeout=30)
+
+
+async def test_heartbeat_survives_a_failing_beat(make_settings: Any, engine_redis: Any) -> None:
+    settings = make_settings(worker_heartbeat=0.05, worker_ttl=1)
+    heartbeat = Heartbeat(engine_redis, settings, "me-2-y", ["jobs"], lambda: {"jobs": 0})
+    real_beat, calls = heartbeat.registry.beat, []
+
+    async def flaky(info: WorkerInfo) -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise redis.ResponseError("WRONGTYPE a bug, say")
+        await real_beat(info)
+
+    heartbeat.registry.beat = flaky  # type: ignore[method-assign]
+    task = asyncio.create_task(heartbeat.run())
+    try:
+        await asyncio.sleep(0.3)
+        assert [w.id for w in await WorkerRegistry(engine_redis, settings).live()] == ["me-2-y"]
+    finally:
+        heartbeat.stop()
+        await task
 
 
 # -- GET /api/workers --------------------------------------------------------------------------------
