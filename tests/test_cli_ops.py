@@ -8,6 +8,7 @@ import asyncio
 import json
 import os
 import pty
+import re
 import signal
 import socket
 import subprocess
@@ -184,11 +185,11 @@ def test_dlq_list_replay_purge(tgjobs: Run, redis_url: str, key_prefix: str, cli
 
 # -- progress bars only on a terminal -----------------------------------------------------------
 
-def test_bulk_publish_shows_progress_only_on_a_terminal(redis_url: str, key_prefix: str,
-                                                        client: redis.Redis) -> None:
+def on_a_terminal(redis_url: str, key_prefix: str, *args: str) -> str:
+    """Runs `tgjobs ARGS...` with its stdout on a pseudo-terminal; returns what it wrote there."""
     env = {**clean_env(), "REDIS_URL": redis_url, "KEY_PREFIX": key_prefix, "COLUMNS": "100"}
     leader, follower = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "publish", QUEUE, "{}", "--count", "1200"],
+    proc = subprocess.Popen([sys.executable, "-m", "cli.main", *args],
                             cwd=REPO_ROOT, env=env, stdout=follower, stderr=subprocess.PIPE)
     os.close(follower)
     chunks = []
@@ -202,10 +203,25 @@ def test_bulk_publish_shows_progress_only_on_a_terminal(redis_url: str, key_pref
         chunks.append(chunk)
     assert proc.wait(timeout=60) == 0
     os.close(leader)
-    output = b"".join(chunks).decode(errors="replace")
+    proc.communicate(timeout=10)
+    return b"".join(chunks).decode(errors="replace")
+
+
+def test_bulk_publish_shows_progress_only_on_a_terminal(redis_url: str, key_prefix: str,
+                                                        client: redis.Redis) -> None:
+    output = on_a_terminal(redis_url, key_prefix, "publish", QUEUE, "{}", "--count", "1200")
     assert "publishing to research" in output  # rich drew its bar on the terminal
     assert output.count(f"{QUEUE}-") == 1200
     assert client.zcard(QueueKeys(key_prefix, QUEUE).state_index("waiting")) == 1200
+
+
+def test_bulk_replay_shows_progress_on_a_terminal(tgjobs: Run, redis_url: str, key_prefix: str) -> None:
+    ids = publish(tgjobs, {"fail": True}, count=3)
+    run_jobs(redis_url, key_prefix)
+    output = on_a_terminal(redis_url, key_prefix, "dlq", "replay", QUEUE)
+    assert "replaying research" in output
+    assert set(re.findall(r"research-[0-9A-Z]{26}", output)) == set(ids)
+    assert json.loads(ok(tgjobs("dlq", "list", QUEUE, "--json"))) == []
 
 
 def test_bulk_publish_piped_prints_only_ids(tgjobs: Run) -> None:
