@@ -7,6 +7,9 @@ bodies that conform to the documented schemas.
 The server runs on a loopback port in a thread of its own (schemathesis's transport is
 synchronous), on a key prefix seeded with jobs of every outcome, dead letters and audit
 entries, so listings answer with real items. Generation is derandomized and bounded.
+
+Schemathesis's own engine runs the phases (as its CLI does): its pytest loader
+`schemathesis.pytest.from_fixture` sets `request.node._nodeid`, which pytest 9 no longer has.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any
 import aiohttp
 import pytest
 import schemathesis
+from aiohttp import web
 from conftest import ADMIN_TOKEN, FAST_RESEARCH, SEED_BODIES, TOKENS, outcome_by_data, run_jobs
 from schemathesis.engine import events
 
@@ -71,10 +75,10 @@ class ThreadedApi:
 
     async def _serve(self) -> None:
         self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
-        runner = aiohttp.web.AppRunner(create_app(self.settings), shutdown_timeout=1)
+        runner = web.AppRunner(create_app(self.settings), shutdown_timeout=1)
         await runner.setup()
         try:
-            site = aiohttp.web.TCPSite(runner, "127.0.0.1", 0)
+            site = web.TCPSite(runner, "127.0.0.1", 0)
             await site.start()
             port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
             self.url = f"http://127.0.0.1:{port}"
