@@ -13,11 +13,12 @@ from streams.job import Job, JobState
 from streams.keys import Lane, QueueKeys
 from streams.producer import AddedJob, JobSpec, Producer
 from streams.runner import run_workers
+from streams.signals_sdk import SignalPublisher, SyncSignalPublisher
 from streams.worker import QueueWorker
 
 __all__ = [
     "AddedJob", "DeadLetter", "Handler", "InvalidJob", "Job", "JobContext", "JobNotFound",
     "JobSpec", "JobState", "JobStateConflict", "JobTimeout", "Lane", "Producer", "QueueAdmin",
-    "QueueKeys", "QueueStatus", "QueueWorker", "StreamsError", "UnknownQueue",
-    "UnrecoverableError", "connect", "run_workers",
+    "QueueKeys", "QueueStatus", "QueueWorker", "SignalPublisher", "StreamsError", "SyncSignalPublisher",
+    "UnknownQueue", "UnrecoverableError", "connect", "run_workers",
 ]

@@ -1,0 +1,162 @@
+"""Producer SDK of the signals queue: publish signals in the wire format the fast path
+reads (README, "Signals: wire format and producers").
+
+One signal is one ``XADD`` to the lane named by its ``priority`` (``high``, ``normal``
+(default), ``low``) with a single field ``data``: the signal as compact UTF-8 JSON. The
+entry id is Redis's own (``*``); the signal's job id is ``<queue>-<entry id>``.
+
+``SignalPublisher`` (redis.asyncio) and ``SyncSignalPublisher`` (redis-py's sync client,
+for WSGI apps, threads and scripts) each have ``publish_signal(signal)`` and
+``publish_signals(signals)``; the batch form validates every item first (nothing is
+written when one is invalid) and pipelines the whole list, one round trip per chunk of
+``chunk_size`` entries. The engine does not know the signal model (streams must not
+import processors): pass ``validator``, a pydantic model class or a callable returning
+the validated value; ``processors.publish`` builds publishers with ``SignalData``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import orjson
+import redis as sync_redis
+from pydantic import BaseModel, ValidationError
+from redis.asyncio import Redis
+
+from config import Settings
+from streams.errors import InvalidJob, UnknownQueue
+from streams.keys import Lane, QueueKeys
+
+SIGNALS_QUEUE = "signals"
+DATA_FIELD = "data"
+CHUNK_SIZE = 1000
+
+Validator = Callable[[Any], Any]
+
+
+def _as_validator(validator: type[BaseModel] | Validator | None) -> Validator | None:
+    if isinstance(validator, type) and issubclass(validator, BaseModel):
+        return validator.model_validate
+    return validator
+
+
+class SignalEncoder:
+    """Turns signals into (lane key, data JSON) pairs; shared by both publishers."""
+
+    def __init__(self, settings: Settings, *, queue: str = SIGNALS_QUEUE,
+                 validator: type[BaseModel] | Validator | None = None) -> None:
+        if queue not in settings.queues:
+            raise UnknownQueue(queue)
+        if settings.policy(queue).records:
+            raise InvalidJob(f"queue {queue} keeps job records; publish to it with streams.Producer")
+        self.queue = queue
+        self.keys = QueueKeys(settings.key_prefix, queue)
+        self.max_bytes = settings.max_entry_bytes
+        self.validate = _as_validator(validator)
+
+    def encode(self, signal: Any, index: int | None = None) -> tuple[str, str]:
+        where = "" if index is None else f"signal {index}: "
+        value = signal
+        if self.validate is not None and not isinstance(value, BaseModel):
+            try:
+                value = self.validate(value)
+            except ValidationError as exc:
+                raise InvalidJob(f"{where}invalid signal: {_summary(exc)}") from None
+            except (ValueError, TypeError) as exc:
+                raise InvalidJob(f"{where}invalid signal: {exc}") from None
+        if isinstance(value, BaseModel):
+            value = value.model_dump(mode="json", exclude_unset=True)
+        if not isinstance(value, Mapping):
+            raise InvalidJob(f"{where}a signal is a JSON object, not {type(value).__name__}")
+        priority = value.get("priority") or Lane.NORMAL
+        try:
+            lane = Lane(priority)
+        except ValueError:
+            raise InvalidJob(f"{where}priority: must be one of high, normal, low, not {priority!r}") from None
+        try:
+            data = orjson.dumps(value).decode()
+        except TypeError as exc:
+            raise InvalidJob(f"{where}not JSON-serialisable ({exc})") from None
+        if len(data) > self.max_bytes:
+            raise InvalidJob(f"{where}{len(data)} bytes of JSON, over the limit of {self.max_bytes}")
+        return self.keys.lane(lane), data
+
+    def encode_all(self, signals: Iterable[Any]) -> list[tuple[str, str]]:
+        return [self.encode(signal, index) for index, signal in enumerate(signals)]
+
+    def job_id(self, entry_id: str | bytes) -> str:
+        return f"{self.queue}-{entry_id.decode() if isinstance(entry_id, bytes) else entry_id}"
+
+
+def _summary(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'signal'}: {e['msg']}"
+                     for e in exc.errors(include_url=False, include_input=False))
+
+
+def _chunks(entries: Sequence[tuple[str, str]], size: int) -> Iterable[Sequence[tuple[str, str]]]:
+    for start in range(0, len(entries), size):
+        yield entries[start:start + size]
+
+
+class SignalPublisher:
+    """Publishes signals with an async client (``streams.connect(settings)``)."""
+
+    def __init__(self, redis: Redis, settings: Settings, *, queue: str = SIGNALS_QUEUE,
+                 validator: type[BaseModel] | Validator | None = None, chunk_size: int = CHUNK_SIZE) -> None:
+        self.redis = redis
+        self.encoder = SignalEncoder(settings, queue=queue, validator=validator)
+        self.chunk_size = max(1, chunk_size)
+
+    async def publish_signal(self, signal: Any) -> str:
+        """Validates and writes one signal (one XADD); returns its job id."""
+        lane_key, data = self.encoder.encode(signal)
+        return self.encoder.job_id(await self.redis.xadd(lane_key, {DATA_FIELD: data}))
+
+    async def publish_signals(self, signals: Iterable[Any]) -> list[str]:
+        """Validates every signal, then writes them all, one pipeline per chunk; returns
+        the job ids in order. An invalid signal raises InvalidJob and nothing is written."""
+        return await self.publish_encoded(self.encoder.encode_all(signals))
+
+    async def publish_encoded(self, entries: Sequence[tuple[str, str]]) -> list[str]:
+        ids: list[str] = []
+        for chunk in _chunks(entries, self.chunk_size):
+            pipe = self.redis.pipeline(transaction=False)
+            for lane_key, data in chunk:
+                pipe.xadd(lane_key, {DATA_FIELD: data})
+            ids += [self.encoder.job_id(entry_id) for entry_id in await pipe.execute()]
+        return ids
+
+
+class SyncSignalPublisher:
+    """Publishes signals with redis-py's synchronous client; safe to share between
+    threads (each call takes its own connection from the client's pool)."""
+
+    def __init__(self, redis: sync_redis.Redis, settings: Settings, *, queue: str = SIGNALS_QUEUE,
+                 validator: type[BaseModel] | Validator | None = None, chunk_size: int = CHUNK_SIZE) -> None:
+        self.redis = redis
+        self.encoder = SignalEncoder(settings, queue=queue, validator=validator)
+        self.chunk_size = max(1, chunk_size)
+
+    @classmethod
+    def connect(cls, settings: Settings, **kwargs: Any) -> SyncSignalPublisher:
+        """A publisher with its own sync client on the configured Redis (close with `close()`)."""
+        client = sync_redis.Redis.from_url(settings.redis_connection_url(), decode_responses=True)
+        return cls(client, settings, **kwargs)
+
+    def close(self) -> None:
+        self.redis.close()
+
+    def publish_signal(self, signal: Any) -> str:
+        lane_key, data = self.encoder.encode(signal)
+        return self.encoder.job_id(self.redis.xadd(lane_key, {DATA_FIELD: data}))
+
+    def publish_signals(self, signals: Iterable[Any]) -> list[str]:
+        entries = self.encoder.encode_all(signals)
+        ids: list[str] = []
+        for chunk in _chunks(entries, self.chunk_size):
+            pipe = self.redis.pipeline(transaction=False)
+            for lane_key, data in chunk:
+                pipe.xadd(lane_key, {DATA_FIELD: data})
+            ids += [self.encoder.job_id(entry_id) for entry_id in pipe.execute()]
+        return ids
