@@ -12,15 +12,15 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
-from api.routes import jobs, metrics, ops, queues, records
+from api.routes import jobs, metrics, ops, queues, records, signals
 from api.schemas import (JOB_REQUESTS, QUEUE_ACTIONS, AuditPage, BulkRemoveQuery, BulkRemoveResult, CleanResult,
                          CompanyView, ContactView, DeadLetterPage, DeadLetterRequest, Health, JobActionQuery,
                          JobActionResult, JobCreated, JobDetailView, JobsOverview, PageQuery, PauseResult,
                          PurgeResult, QueueQuery, QueueView, Readiness, ReplayResult, ReportView, ResearchView,
                          ScheduleDeleted, ScheduleList, ScheduleQuery, ScheduleView, StreamsOverview)
-from api.schemas import WorkersOverview
+from api.schemas import SignalsAccepted, SignalsQuery, WorkersOverview
 from api.tokens import Role
-from processors.models import ScheduleData
+from processors.models import ScheduleData, SignalData
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -51,6 +51,12 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              body=tuple(JOB_REQUESTS.values()), discriminator="type",
              notes="`data` is validated by the type's model; 200 when an Idempotency-Key named a job "
                    "added before (that job is answered)."),
+    Endpoint("POST", "/api/signals", signals.ingest_signals, "Ingest signals: one, a JSON array or NDJSON", "jobs",
+             Role.PRODUCER, {202: SignalsAccepted}, (400, 413, 422, *GUARDED), query=SignalsQuery,
+             body=SignalData | list[SignalData],
+             notes="One Redis pipeline per request; at most API_MAX_SIGNALS items (default 1000). NDJSON with "
+                   "Content-Type application/x-ndjson. An invalid item: 422 listing every failing item by index "
+                   "and nothing written; with ?partial=true the valid items are written and the invalid listed."),
     Endpoint("GET", "/api/jobs", jobs.jobs_overview, "Counts of every queue", "jobs", Role.VIEWER,
              {200: JobsOverview}, GUARDED),
     Endpoint("GET", "/api/jobs/{jobId}", jobs.get_job, "One job, with its log", "jobs", Role.VIEWER,

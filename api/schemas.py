@@ -467,3 +467,22 @@ class ErrorBody(Response):
     message: str
     requestId: str
     details: list[ErrorDetail] | None = None
+
+
+# -- POST /api/signals --------------------------------------------------------------------
+
+class SignalsQuery(Request):
+    partial: bool = Field(False, description="write the valid signals of a batch and list the invalid ones; "
+                                             "otherwise an invalid item writes nothing (422)")
+
+
+class SignalRejected(Response):
+    index: int = Field(description="the item's position in the array (or line, from 0, of the NDJSON body)")
+    details: list[ErrorDetail]
+
+
+class SignalsAccepted(Response):
+    accepted: int
+    ids: list[str] = Field(description="job ids of the written signals, in the order of the request's items "
+                                       "(`signals-<entry id>`; entry ids are unique per priority lane)")
+    rejected: list[SignalRejected] = Field(default_factory=list, description="with ?partial=true only")

@@ -59,6 +59,7 @@ class ApiFields(BaseModel):
     api_max_body: Annotated[int, Field(ge=1)] = MIB  # bytes; larger bodies get 413
     api_audit_max_len: Annotated[int, Field(ge=1)] = 10_000  # cap of the audit stream
     api_redis_connections: Annotated[int, Field(ge=1)] = 32  # the API's own pool
+    api_max_signals: Annotated[int, Field(ge=1)] = 1000  # items of one POST /api/signals (array or NDJSON)
 
     @field_validator("api_tokens")
     @classmethod
