@@ -99,13 +99,6 @@ JOB_NAMES: dict[str, str] = {
 }
 
 
-class Job(BaseModel):
-    """The body of POST /api/jobs."""
-
-    type: Literal["research", "enrichment", "report", "signal"]
-    data: dict[str, Any] = Field(description="validated by the type's own model")
-
-
 # -- reading job data in a handler ---------------------------------------------------
 
 M = TypeVar("M", bound=JobData)
