@@ -1,0 +1,38 @@
+"""The benchmark scripts in smoke mode (N=200) against the test Redis, so they cannot rot:
+each exits 0 and ends with one valid JSON line per configuration. No timing assertions."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+ROOT = Path(__file__).parents[1]
+KEYS = {"name", "enqueue_per_s", "enqueue_bulk_per_s", "process_per_s", "latency_p50_ms", "latency_p99_ms",
+        "peak_rss_mb"}
+TIMEOUT_S = 240
+
+
+@pytest.mark.parametrize(("script", "names"), [
+    ("floor.py", {"floor", "floor (gather consume)"}),
+    ("engine.py", {"floor", "floor (gather consume)", "regular queue, no-op handler",
+                   "signals fast path, no-op handler", "signals fast path, signals processor"}),
+])
+def test_benchmark_runs_and_prints_json_lines(redis_url: str, script: str, names: set[str]) -> None:
+    env = {**os.environ, "REDIS_URL": redis_url, "N": "200"}
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [orjson.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert {row["name"] for row in rows} == names, done.stdout
+    for row in rows:
+        assert set(row) == KEYS
+        assert all(row[k] is None or isinstance(row[k], (int, float)) for k in KEYS - {"name"})
+        assert row["process_per_s"] > 0 and row["enqueue_per_s"] > 0
+    lines = done.stdout.splitlines()
+    first_json = next(i for i, line in enumerate(lines) if line.startswith("{"))
+    assert any(line.startswith("name ") for line in lines[:first_json])  # the table came first
