@@ -116,20 +116,19 @@ def cmd_job(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_retry(args: argparse.Namespace, settings: Settings) -> int:
-    check_job_id(settings, args.id)
-    run_with_redis(settings, lambda redis: QueueAdmin(redis, settings).retry(args.id))
-    if args.json:
-        print_json({"id": args.id, "action": "retry", "done": True})
-    else:
-        print(f"{args.id} queued again")
-    return 0
+    return _act_on_job(args, settings, "retry", "queued again")
 
 
 def cmd_remove(args: argparse.Namespace, settings: Settings) -> int:
+    return _act_on_job(args, settings, "remove", "removed")
+
+
+def _act_on_job(args: argparse.Namespace, settings: Settings, action: str, done: str) -> int:
+    """Runs QueueAdmin.retry or .remove on the job `args.id` and says so."""
     check_job_id(settings, args.id)
-    run_with_redis(settings, lambda redis: QueueAdmin(redis, settings).remove(args.id))
+    run_with_redis(settings, lambda redis: getattr(QueueAdmin(redis, settings), action)(args.id))
     if args.json:
-        print_json({"id": args.id, "action": "remove", "done": True})
+        print_json({"id": args.id, "action": action, "done": True})
     else:
-        print(f"{args.id} removed")
+        print(f"{args.id} {done}")
     return 0

@@ -91,6 +91,17 @@ async def consume(settings: Settings, queues: list[str], *, concurrency: int | N
         await redis.aclose()
 
 
+def start_embedded(settings: Settings) -> EmbeddedRedis:
+    """The embedded Redis, started with append-only persistence under the data dir."""
+    server = EmbeddedRedis(settings.data_dir / "redis", port=settings.embedded_redis_port,
+                           appendonly=True, install=True)
+    try:
+        server.start()
+    except EmbeddedRedisError as exc:
+        raise CliError(str(exc)) from None
+    return server
+
+
 @contextlib.contextmanager
 def redis_for(settings: Settings) -> Iterator[Settings]:
     """The settings to run with: unchanged when REDIS_URL is set, else pointing at an
@@ -98,12 +109,7 @@ def redis_for(settings: Settings) -> Iterator[Settings]:
     if settings.redis_url is not None:
         yield settings
         return
-    server = EmbeddedRedis(settings.data_dir / "redis", port=settings.embedded_redis_port,
-                           appendonly=True, install=True)
-    try:
-        server.start()
-    except EmbeddedRedisError as exc:
-        raise CliError(str(exc)) from None
+    server = start_embedded(settings)
     logging.getLogger("tgjobs").info("embedded Redis on %s (append-only file in %s)", server.url,
                                      server.data_dir)
     try:
@@ -155,12 +161,7 @@ def run_api(main: Coroutine[Any, Any, None]) -> None:
 def cmd_redis(args: argparse.Namespace, settings: Settings) -> int:
     if args.stop:
         return stop_embedded(settings)
-    server = EmbeddedRedis(settings.data_dir / "redis", port=settings.embedded_redis_port,
-                           appendonly=True, install=True)
-    try:
-        server.start()
-    except EmbeddedRedisError as exc:
-        raise CliError(str(exc)) from None
+    server = start_embedded(settings)
     try:
         print(f"embedded Redis at {server.url}; Ctrl+C or `tgjobs redis --stop` stops it", file=sys.stderr)
         wait_for_signal(server)
