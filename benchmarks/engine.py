@@ -22,7 +22,7 @@ from common import (LATENCY_RATE_PER_S, Figures, Timer, event_count, peak_rss_mb
 from floor import run_floor
 
 from config import Settings
-from processors.signals import SignalProcessor
+from processors import build_handlers
 from streams import JobContext, JobSpec, Producer, QueueWorker, connect
 
 REGULAR, FAST = "research", "signals"
@@ -118,7 +118,7 @@ def main() -> None:
         floor, floor_gather = run_floor(url, n)
         regular = asyncio.run(through_engine(url, n, REGULAR, noop, "regular queue, no-op handler"))
         fast = asyncio.run(through_engine(url, n, FAST, noop, "signals fast path, no-op handler"))
-        real = asyncio.run(through_engine(url, n, FAST, lambda s, r: SignalProcessor(s, r).handle,
+        real = asyncio.run(through_engine(url, n, FAST, lambda s, r: build_handlers(s, r)[FAST],
                                           "signals fast path, signals processor", signal, measure_latency=False))
     report(f"Regular queue against the floor (gather consume), N={n}", [floor_gather, regular], floor_gather)
     report(f"Signals fast path against the floor (inline consume), N={n}", [floor, fast, real], floor)

@@ -30,5 +30,7 @@ def build_handlers(settings: Settings, redis: Redis) -> dict[str, Handler]:
         "research": ResearchProcessor(settings, redis).handle,
         "enrichment": EnrichmentProcessor(settings, redis).handle,
         "reports": ReportProcessor(settings, redis).handle,
-        "signals": SignalProcessor(settings, redis).handle,
+        # On the fast path (no job records, the default) a whole batch is one call.
+        "signals": (SignalProcessor(settings, redis).handle if settings.policy("signals").records
+                    else SignalProcessor(settings, redis).batch_handler()),
     }

@@ -23,6 +23,7 @@ from processors.models import EnrichmentData, SignalData
 from processors.periods import iso_instant, local_day, midnight_ms, now_ms, parse_instant
 from processors.store import COUNT_FIELD, Store
 from streams import JobContext, JobSpec, Producer, UnrecoverableError
+from streams.context import BatchHandler, batch_handler
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +106,30 @@ class SignalProcessor:
         if result.error:
             raise UnrecoverableError(result.error)
         return result.as_dict()
+
+    def batch_handler(self) -> BatchHandler:
+        """The fast path's handler: a whole batch read by the worker in one
+        `process_signals` call (one pipeline of script calls, one per company). Per item:
+        the seed's result, or an UnrecoverableError for invalid data or an unknown type
+        (that entry alone is dead-lettered); a Redis error fails the whole batch, which is
+        safe to run again (idempotent by signalId)."""
+
+        @batch_handler
+        async def handle_batch(jobs: Sequence[JobContext]) -> list[Any]:
+            outcomes: list[Any] = [None] * len(jobs)
+            valid: list[tuple[int, SignalData]] = []
+            for index, ctx in enumerate(jobs):
+                try:
+                    valid.append((index, SignalData.model_validate(ctx.data)))
+                except ValidationError as exc:
+                    outcomes[index] = UnrecoverableError(f"invalid signal: {exc}")
+            if valid:
+                results = await self.process_signals([signal for _, signal in valid])
+                for (index, _), result in zip(valid, results):
+                    outcomes[index] = UnrecoverableError(result.error) if result.error else result.as_dict()
+            return outcomes
+
+        return handle_batch  # type: ignore[return-value]
 
     async def process_signals(self, signals: Sequence[SignalData]) -> list[SignalResult]:
         """Results in the order of `signals`. A signal that can never succeed gets a result

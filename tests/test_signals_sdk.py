@@ -120,3 +120,29 @@ async def test_a_plain_sync_client_and_an_unvalidated_publisher(
 def test_publishers_refuse_a_queue_with_records(make_settings: Callable[..., Settings]) -> None:
     with pytest.raises(InvalidJob, match="keeps job records"):
         SignalPublisher(None, make_settings(), queue="research")  # type: ignore[arg-type]
+
+
+async def test_the_workers_batch_handler_processes_plain_xadd_and_dead_letters_bad_signals(
+        engine_redis: Redis, make_settings: Callable[..., Settings]) -> None:
+    # What `tgjobs workers` runs on the signals queue: the processor's batch handler.
+    from processors import build_handlers
+
+    settings = make_settings()
+    handler = build_handlers(settings, engine_redis)["signals"]
+    assert getattr(handler, "handles_batches", False)
+    lane = QueueKeys(settings.key_prefix, Q).lane("normal")
+    for n in range(5):
+        await engine_redis.xadd(lane, {"data": orjson.dumps(sig(n)).decode()})
+    await engine_redis.xadd(lane, {"data": orjson.dumps(sig(5, signalType="Fax Received")).decode()})
+    await engine_redis.xadd(lane, {"data": '{"signalId": "sig_6"}'})
+    await engine_redis.xadd(lane, {"data": orjson.dumps(sig(1)).decode()})  # a duplicate: completes, counts once
+    await drain(settings, handler)
+    admin = QueueAdmin(engine_redis, settings)
+    letters = await admin.dead_letters(Q)
+    assert sorted(letter.error_type for letter in letters) == ["UnrecoverableError", "UnrecoverableError"]
+    assert any("unknown signalType 'Fax Received'" in letter.error for letter in letters)
+    assert any("invalid signal" in letter.error for letter in letters)
+    status = await admin.status(Q)
+    assert status.counts["completed"] == 6 and status.pending == 0
+    recent = await Store(engine_redis, settings).recent_signals("comp_1")
+    assert sorted(e["signalId"] for e in recent) == [f"sig_{n}" for n in range(5)]
