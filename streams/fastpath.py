@@ -121,17 +121,46 @@ class BatchRunner:
                 return [error] * len(jobs)
             return results
         outcomes: list[Any] = []
-        for job in jobs:
-            started = time.monotonic()
-            try:
-                async with asyncio.timeout(timeout):
-                    outcomes.append(await self.handler(job))
-            except TimeoutError:
-                outcomes.append(JobTimeout(f"attempt exceeded the queue's timeout of {timeout:g}s"))
-            except Exception as exc:
-                outcomes.append(exc)
-            metrics.job_ran(self.queue, time.monotonic() - started)
+        while len(outcomes) < len(jobs):
+            await self._run_inline(jobs, outcomes, timeout)
         return outcomes
+
+    async def _run_inline(self, jobs: list[JobContext], outcomes: list[Any], timeout: float) -> None:
+        """Runs `jobs` from `len(outcomes)` on, one after another, appending each outcome,
+        under one timer for the whole run rather than a timeout context per entry (that
+        cost a quarter of the fast path's CPU). The timer fires when the entry running
+        then has had `timeout` seconds, re-arming for that entry's own deadline when it
+        started later; an entry that overstays is cancelled and gets a JobTimeout, and
+        the caller resumes with the next one."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        timer: asyncio.TimerHandle | None = None
+
+        def check() -> None:
+            nonlocal timer
+            due = started + timeout
+            if loop.time() >= due:
+                deadline.reschedule(loop.time())  # expire now: cancels the running entry
+            else:
+                timer = loop.call_at(due, check)
+
+        try:
+            async with asyncio.timeout(None) as deadline:
+                timer = loop.call_at(started + timeout, check)
+                for job in jobs[len(outcomes):]:
+                    started = loop.time()
+                    try:
+                        outcome = await self.handler(job)
+                    except Exception as exc:
+                        outcome = exc
+                    metrics.job_ran(self.queue, loop.time() - started)
+                    outcomes.append(outcome)
+        except TimeoutError:
+            metrics.job_ran(self.queue, loop.time() - started)
+            outcomes.append(JobTimeout(f"attempt exceeded the queue's timeout of {timeout:g}s"))
+        finally:
+            if timer is not None:
+                timer.cancel()
 
     async def _ack(self, done: list[Delivery]) -> None:
         """Acks a batch in one round trip. Not fenced, unlike the regular path: a run

@@ -110,6 +110,26 @@ async def test_failures_retry_with_backoff_then_dead_letter_with_the_entry_data(
     assert replayed == [{"n": 0}] and await admin.dead_letters(Q) == []
 
 
+async def test_an_entry_over_the_timeout_fails_alone_and_later_entries_get_their_own_time(
+        engine_redis: Redis, make_settings: Callable[..., Settings]) -> None:
+    # One timer serves a whole inline batch: it must cancel only the entry that overstays,
+    # and an entry starting late in the batch still gets the full timeout.
+    settings = make_settings(signals={"attempts": 1, "timeout": 0.3})
+    await Producer(engine_redis, settings).add_many(Q, [JobSpec({"n": n}) for n in range(6)])
+    finished: list[int] = []
+
+    async def handler(ctx: JobContext) -> None:
+        n = ctx.data["n"]
+        await asyncio.sleep({1: 5.0, 2: 0.2, 3: 0.2, 4: 0.2}.get(n, 0))  # 2-4 together outlast one timeout
+        finished.append(n)
+
+    await drain(settings, handler)
+    assert finished == [0, 2, 3, 4, 5]
+    (letter,) = await QueueAdmin(engine_redis, settings).dead_letters(Q)
+    assert (letter.data, letter.error_type) == ({"n": 1}, "JobTimeout")
+    assert "timeout of 0.3s" in letter.error
+
+
 async def test_entries_of_a_dead_worker_are_reclaimed_and_poison_is_dead_lettered(
         engine_redis: Redis, make_settings: Callable[..., Settings]) -> None:
     settings = make_settings(signals={"lock_timeout": 0.2, "max_stalls": 1})
