@@ -69,6 +69,15 @@ def check_queue(settings: Settings, queue: str) -> str:
     return queue
 
 
+def check_queues(settings: Settings, queues: Sequence[str]) -> list[str]:
+    """`queues` when every one is configured; else a usage error naming the unknown ones."""
+    unknown = [q for q in queues if q not in settings.queues]
+    if unknown:
+        raise CliError(f"unknown queue(s): {', '.join(unknown)}; configured: {', '.join(settings.queues)}",
+                       EXIT_USAGE)
+    return list(queues)
+
+
 def check_job_id(settings: Settings, job_id: str) -> str:
     """A job id names its queue; an id of no configured queue is not found (exit 1)."""
     from streams.keys import queue_of_job

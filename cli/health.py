@@ -14,7 +14,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from cli.common import EXIT_FAILED, EXIT_USAGE, CliError, CommandAdder, print_json, print_table, run_with_redis
+from cli.common import EXIT_FAILED, CommandAdder, check_queues, print_json, print_table, run_with_redis
 from config import Settings
 from streams.registry import WorkerInfo, WorkerRegistry
 
@@ -36,11 +36,7 @@ def process_exists(pid: int) -> bool:
 
 
 def cmd_health(args: argparse.Namespace, settings: Settings) -> int:
-    required = [q for q in (args.queues or "").split(",") if q]
-    unknown = [q for q in required if q not in settings.queues]
-    if unknown:
-        raise CliError(f"unknown queue(s): {', '.join(unknown)}; configured: {', '.join(settings.queues)}",
-                       EXIT_USAGE)
+    required = check_queues(settings, [q for q in (args.queues or "").split(",") if q])
 
     async def check(redis: Redis) -> list[WorkerInfo]:
         await redis.ping()

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Coroutine, Iterator
 from typing import Any
 
-from cli.common import EXIT_USAGE, CliError, CommandAdder
+from cli.common import EXIT_USAGE, CliError, CommandAdder, check_queues
 from cli.embedded_redis import EmbeddedRedis, EmbeddedRedisError
 from cli.metrics import add_metrics_port, serve_worker_metrics
 from config import Settings
@@ -50,11 +50,7 @@ def consumed_queues(chosen: str | None, settings: Settings, concurrency: int | N
     says which have none."""
     from processors import HANDLED_QUEUES
 
-    wanted = chosen.split(",") if chosen else list(settings.queues)
-    unknown = [q for q in wanted if q not in settings.queues]
-    if unknown:
-        raise CliError(f"unknown queue(s): {', '.join(unknown)}; configured: {', '.join(settings.queues)}",
-                       EXIT_USAGE)
+    wanted = check_queues(settings, chosen.split(",") if chosen else list(settings.queues))
     if concurrency is not None and concurrency < 1:
         raise CliError("--concurrency must be at least 1", EXIT_USAGE)
     handled = [q for q in wanted if q in HANDLED_QUEUES]

@@ -26,11 +26,11 @@ def build_handlers(settings: Settings, redis: Redis) -> dict[str, Handler]:
     from processors.research import ResearchProcessor
     from processors.signals import SignalProcessor
 
+    signals = SignalProcessor(settings, redis)
     return {
         "research": ResearchProcessor(settings, redis).handle,
         "enrichment": EnrichmentProcessor(settings, redis).handle,
         "reports": ReportProcessor(settings, redis).handle,
         # On the fast path (no job records, the default) a whole batch is one call.
-        "signals": (SignalProcessor(settings, redis).handle if settings.policy("signals").records
-                    else SignalProcessor(settings, redis).batch_handler()),
+        "signals": signals.handle if settings.policy("signals").records else signals.batch_handler(),
     }

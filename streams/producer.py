@@ -42,7 +42,8 @@ class AddedJob:
     created: bool  # False when an idempotency key named an existing job
 
 
-def _lane(spec: JobSpec) -> Lane:
+def lane_of(spec: JobSpec) -> Lane:
+    """The lane a job goes to: its priority, else `data.priority`, else normal."""
     priority = spec.priority
     if priority is None and isinstance(spec.data, Mapping):
         priority = spec.data.get("priority")
@@ -52,7 +53,8 @@ def _lane(spec: JobSpec) -> Lane:
         raise InvalidJob(f"priority: must be one of high, normal, low, not {priority!r}") from None
 
 
-def _encode(spec: JobSpec) -> str:
+def encode_data(spec: JobSpec) -> str:
+    """The job's data as the compact JSON that records and wire-format entries carry."""
     try:
         return orjson.dumps(spec.data).decode()
     except TypeError as exc:
@@ -99,7 +101,7 @@ class Producer:
         if any(spec.idempotency_key for spec in specs):
             raise InvalidJob(f"idempotency_key: not supported on {scripts.queue}, a queue without job "
                              "records (its handler deduplicates by the data's own id)")
-        entries = [(_lane(spec), _encode(spec)) for spec in specs]
+        entries = [(lane_of(spec), encode_data(spec)) for spec in specs]
         added: list[AddedJob] = []
         for start in range(0, len(entries), BATCH_CHUNK):
             pipe = scripts.scripts.redis.pipeline(transaction=False)
@@ -112,10 +114,10 @@ class Producer:
     def _row(queue: str, spec: JobSpec) -> tuple[str, str, str, Lane, float, str]:
         if spec.delay < 0:
             raise InvalidJob("delay: must not be negative")
-        data = _encode(spec)
+        data = encode_data(spec)
         digest = ""
         if spec.idempotency_key is not None:
             if not spec.idempotency_key:
                 raise InvalidJob("idempotency_key: must not be empty")
             digest = idempotency_digest(spec.idempotency_key)
-        return new_job_id(queue), spec.name or queue, data, _lane(spec), spec.delay, digest
+        return new_job_id(queue), spec.name or queue, data, lane_of(spec), spec.delay, digest

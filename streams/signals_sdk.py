@@ -19,14 +19,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-import orjson
 import redis as sync_redis
 from pydantic import BaseModel, ValidationError
 from redis.asyncio import Redis
 
 from config import Settings
 from streams.errors import InvalidJob, UnknownQueue
-from streams.keys import Lane, QueueKeys
+from streams.keys import QueueKeys
+from streams.producer import JobSpec, encode_data, lane_of
 
 SIGNALS_QUEUE = "signals"
 DATA_FIELD = "data"
@@ -69,15 +69,11 @@ class SignalEncoder:
             value = value.model_dump(mode="json", exclude_unset=True)
         if not isinstance(value, Mapping):
             raise InvalidJob(f"{where}a signal is a JSON object, not {type(value).__name__}")
-        priority = value.get("priority") or Lane.NORMAL
+        spec = JobSpec(value)
         try:
-            lane = Lane(priority)
-        except ValueError:
-            raise InvalidJob(f"{where}priority: must be one of high, normal, low, not {priority!r}") from None
-        try:
-            data = orjson.dumps(value).decode()
-        except TypeError as exc:
-            raise InvalidJob(f"{where}not JSON-serialisable ({exc})") from None
+            lane, data = lane_of(spec), encode_data(spec)
+        except InvalidJob as exc:
+            raise InvalidJob(f"{where}{exc}") from None
         if len(data) > self.max_bytes:
             raise InvalidJob(f"{where}{len(data)} bytes of JSON, over the limit of {self.max_bytes}")
         return self.keys.lane(lane), data

@@ -303,8 +303,9 @@ class QueueWorker:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                metrics.job_ran(self.queue, time.monotonic() - started)
-                await self._record_failure(d, exc, time.monotonic() - started)
+                ran = time.monotonic() - started
+                metrics.job_ran(self.queue, ran)
+                await self._record_failure(d, exc, ran)
                 return
             ran = time.monotonic() - started
             metrics.job_ran(self.queue, ran)
