@@ -63,15 +63,15 @@ class _CompanyBatch:
     """One company's signals of a batch, as one call of record_signals.lua."""
 
     company_id: str
-    header: list[Any]  # ARGV[1..8]
+    header: list[Any]  # ARGV[1..8]; ARGV[9] is the rows as JSON
     indices: list[int] = field(default_factory=list)  # positions in the caller's list
     keys: list[str] = field(default_factory=list)
-    rows: list[Any] = field(default_factory=list)  # 10 values per signal
+    rows: list[Any] = field(default_factory=list)  # one list of 10 values per signal
     _slots: dict[str, int] = field(default_factory=dict)
 
     @property
     def args(self) -> list[Any]:
-        return [*self.header, len(self.indices), *self.rows]
+        return [*self.header, orjson.dumps(self.rows)]
 
     def slot(self, key: str) -> int:
         """The 1-based KEYS index of `key`, adding it once."""
@@ -186,10 +186,10 @@ class SignalProcessor:
                          if contact and signal.signalType == JOB_CHANGE else 0)
         entry = orjson.dumps({"signalId": signal.signalId, "signalType": signal.signalType,
                               "at": iso_instant(at), "receivedAt": iso_instant(now), "data": signal.data})
-        batch.rows += [batch.slot(keys.seen(signal.signalId)), batch.slot(keys.day(day)), contacts_slot,
-                       cooldown_slot, COUNT_FIELD + signal.signalType,
-                       self.settings.signal_weights[signal.signalType], at, self._day_expiry(at),
-                       contact or "", entry]
+        batch.rows.append([batch.slot(keys.seen(signal.signalId)), batch.slot(keys.day(day)), contacts_slot,
+                           cooldown_slot, COUNT_FIELD + signal.signalType,
+                           self.settings.signal_weights[signal.signalType], str(at), str(self._day_expiry(at)),
+                           contact or "", entry.decode()])
         batch.indices.append(index)
 
     def _day_expiry(self, at: int) -> int:
