@@ -267,28 +267,31 @@ class GroupView(Response):
 
 class StreamView(Response):
     lane: str
+    partition: int = Field(description="0 unless the queue is split into partitions (QUEUES__Q__PARTITIONS)")
     key: str
     length: int
     groups: list[GroupView]
 
 
 class DeadStreamView(Response):
+    partition: int
     key: str
     length: int
 
 
 class QueueStreams(Response):
     streams: list[StreamView]
-    dead: DeadStreamView
+    dead: list[DeadStreamView] = Field(description="the dead-letter stream of each partition (one for most queues)")
 
     @classmethod
-    def of(cls, status: QueueStatus, dead_key: str) -> QueueStreams:
-        return cls(streams=[StreamView(lane=lane.lane, key=lane.key, length=lane.length, groups=[
+    def of(cls, status: QueueStatus) -> QueueStreams:
+        return cls(streams=[StreamView(lane=lane.lane, partition=lane.partition, key=lane.key, length=lane.length,
+                                       groups=[
             GroupView(name=g.name, lag=g.lag, pending=g.pending, oldestPendingMs=g.oldest_pending_ms,
                       lastDeliveredId=g.last_delivered_id,
                       consumers=[ConsumerView(name=c.name, pending=c.pending, idleMs=c.idle_ms) for c in g.consumers])
             for g in lane.groups]) for lane in status.lanes],
-            dead=DeadStreamView(key=dead_key, length=status.dead))
+            dead=[DeadStreamView(partition=d.partition, key=d.key, length=d.length) for d in status.dead_streams])
 
 
 class StreamsOverview(Response):

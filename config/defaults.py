@@ -31,7 +31,7 @@ DEFAULT_POLICIES: dict[str, QueuePolicy] = {
     "signals": QueuePolicy(
         attempts=5, backoff="exponential", backoff_delay=1.0, rate_limit=None,
         concurrency=50, timeout=10.0, keep_completed=100, keep_failed=50,
-        records=False, batch_size=500,
+        records=False, batch_size=500, partition_by="companyId",
     ),
 }
 

@@ -21,6 +21,7 @@ RATE_WINDOW_WORDS: dict[str, float] = {
 NO_LIMIT_WORDS = frozenset({"", "none"})
 STRICT_LANES_WORDS = frozenset({"", "none", "strict"})
 LANES = ("high", "normal", "low")
+MAX_PARTITIONS = 256
 
 
 class RateLimit(BaseModel):
@@ -72,7 +73,8 @@ class QueuePolicy(BaseModel):
     lock_timeout: PositiveSeconds = 30.0  # lease after which a silent worker's entry is reclaimed
     max_stalls: Annotated[int, Field(ge=0)] = 3  # crash redeliveries allowed before dead-lettering
     lane_weights: tuple[int, int, int] | None = None  # (high, normal, low); None: strict priority
-    partitions: Annotated[int, Field(ge=1)] = 1
+    partitions: Annotated[int, Field(ge=1, le=MAX_PARTITIONS)] = 1  # streams the queue is split over
+    partition_by: str | None = None  # the data field whose value picks an entry's partition
     records: bool = True  # a job record per job; False: the fast path (entries carry their data)
     batch_size: Annotated[int, Field(ge=1, le=10_000)] = 100  # entries read per call on the fast path
 
@@ -92,6 +94,17 @@ class QueuePolicy(BaseModel):
     @classmethod
     def _parse_lane_weights(cls, value: Any) -> tuple[int, int, int] | None:
         return parse_lane_weights(value)
+
+    @model_validator(mode="after")
+    def _partitioned_fast_path_only(self) -> QueuePolicy:
+        # A job id names its queue, not its partition: only entries that carry their
+        # data (no job record to look up by id) can be spread over partitions.
+        if self.partitions > 1 and self.records:
+            raise ValueError("partitions > 1 needs records = false (a queue on the fast path)")
+        if self.partitions > 1 and not self.partition_by:
+            raise ValueError("partitions > 1 needs partition_by, the data field that routes an entry "
+                             "(entries with the same value stay in order)")
+        return self
 
     def backoff_for(self, failures: int) -> float:
         """Seconds to wait before retry number `failures` (1 for the first retry)."""

@@ -3,7 +3,9 @@ record and logs, job listings paged by cursor, remove, retry, clean, the dead-le
 stream, and the key of the audit trail of these actions.
 
 Used by the CLI and the API. Every queue name is checked against the policy table
-and every job id against its format before a key is built from it.
+and every job id against its format before a key is built from it. A partitioned
+queue's figures are the sums over its partitions; pause, resume, replay and purge act
+on every partition.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from redis.exceptions import ResponseError
 from config import Settings
 from streams.errors import JobNotFound, JobStateConflict, UnknownQueue
 from streams.job import Job, JobState
-from streams.keys import GROUP, LANES, QueueKeys, queue_of_job
+from streams.keys import GROUP, LANES, QueueKeys, partition_keys, queue_of_job
 from streams.scripts import SCRIPT_NAMES, QueueScripts, Scripts, script_source
 
 FinishedState = Literal["completed", "failed"]
@@ -58,6 +60,7 @@ class LaneInfo:
     key: str
     length: int
     groups: list[GroupInfo] = field(default_factory=list)
+    partition: int = 0
 
     @property
     def engine_group(self) -> GroupInfo | None:
@@ -90,12 +93,25 @@ class LaneInfo:
 
 
 @dataclass(slots=True)
+class DeadStreamInfo:
+    key: str
+    length: int
+    partition: int = 0
+
+
+@dataclass(slots=True)
 class QueueStatus:
+    """One queue's figures; `lanes` and `dead_streams` list every partition's."""
+
     queue: str
     paused: bool
     counts: dict[str, int]
     lanes: list[LaneInfo]
-    dead: int
+    dead_streams: list[DeadStreamInfo]
+
+    @property
+    def dead(self) -> int:
+        return sum(d.length for d in self.dead_streams)
 
     @property
     def length(self) -> int:
@@ -131,13 +147,14 @@ class DeadLetter:
     stalls: int
     created_at: int | None
     failed_at: int
+    partition: int = 0  # whose dead-letter stream holds it
 
     @classmethod
-    def from_entry(cls, entry_id: str, f: dict[str, str]) -> DeadLetter:
+    def from_entry(cls, entry_id: str, f: dict[str, str], partition: int = 0) -> DeadLetter:
         return cls(entry_id, f.get("job", ""), f.get("name", ""), _letter_data(f.get("data")),
                    f.get("error", ""), f.get("errorType", ""), int(f.get("attempts") or 0),
                    int(f.get("stalls") or 0), int(f["createdAt"]) if f.get("createdAt") else None,
-                   int(f.get("failedAt") or 0))
+                   int(f.get("failedAt") or 0), partition)
 
 
 # The indexes a job listing walks, in order, and whether each lists newest first
@@ -247,13 +264,20 @@ class QueueAdmin:
         shas = [self._scripts[name].sha for name in SCRIPT_NAMES] + [self._replay_entry.sha]
         return all(await self.redis.script_exists(*shas))
 
-    def scripts(self, queue: str) -> QueueScripts:
+    def scripts(self, queue: str, partition: int = 0) -> QueueScripts:
         if queue not in self.settings.queues:
             raise UnknownQueue(queue)
-        return QueueScripts(self._scripts, self.settings, queue)
+        return QueueScripts(self._scripts, self.settings, queue, partition)
 
     def keys(self, queue: str) -> QueueKeys:
+        """The queue's keys; partition 0's on a partitioned queue (see `partitions`)."""
         return self.scripts(queue).keys
+
+    def partitions(self, queue: str) -> tuple[QueueKeys, ...]:
+        """The key sets of every partition of the queue (one for most queues)."""
+        if queue not in self.settings.queues:
+            raise UnknownQueue(queue)
+        return partition_keys(self.settings.key_prefix, queue, self.settings.policy(queue).partitions)
 
     def _job_keys(self, job_id: str) -> QueueKeys:
         queue = queue_of_job(job_id)
@@ -272,39 +296,56 @@ class QueueAdmin:
     async def statuses(self, queues: Sequence[str]) -> list[QueueStatus]:
         """Counts and stream figures of several queues in two round trips: the counts
         and each lane's groups first, then each group's consumers and oldest entry."""
-        keys = [self.keys(queue) for queue in queues]
+        parts = [self.partitions(queue) for queue in queues]
         async with self.redis.pipeline(transaction=False) as pipe:
-            for k in keys:
+            for k in (k for keys in parts for k in keys):
                 for state in STATE_INDEXES:
                     pipe.zcard(k.state_index(state))
                 pipe.zcard(k.scheduled).hmget(k.meta, "paused", "completed").xlen(k.dead).hlen(k.failures)
                 for lane_key in k.lanes:
                     pipe.xlen(lane_key).xinfo_groups(lane_key)
-            replies = await pipe.execute(raise_on_error=False)
-        per_queue = len(STATE_INDEXES) + 4 + 2 * len(LANES)
-        statuses = []
-        for i, k in enumerate(keys):
-            own = replies[i * per_queue:(i + 1) * per_queue]
-            waiting, active, retrying, completed, failed, scheduled, meta, dead, backing_off = map(_ok, own[:9])
-            paused, runs_completed = meta or (None, None)
-            lane_replies = own[9:]
-            lanes = [LaneInfo(lane, k.lane(lane), _ok(lane_replies[2 * j]), _groups(lane_replies[2 * j + 1]))
-                     for j, lane in enumerate(LANES)]
-            if not self.settings.policy(k.queue).records:
-                # No job records on the fast path: its counts come from the streams themselves.
-                # Unread entries wait; delivered ones run, or wait out a backoff (the failures hash).
-                waiting = sum(lane.lag or 0 for lane in lanes)
-                retrying = backing_off
-                active = max(sum(lane.pending for lane in lanes) - backing_off, 0)
-                # Completed: successful runs counted as batches are acked; failed: the dead letters kept.
-                completed, failed = int(runs_completed or 0), dead
-            is_paused = paused == "1"
-            counts = {"waiting": 0 if is_paused else waiting, "active": active,
-                      "delayed": retrying + scheduled, "completed": completed, "failed": failed,
-                      "paused": waiting if is_paused else 0}
-            statuses.append(QueueStatus(k.queue, is_paused, counts, lanes, dead))
+            replies = iter(await pipe.execute(raise_on_error=False))
+        per_partition = len(STATE_INDEXES) + 4 + 2 * len(LANES)
+        statuses = [self._status(keys, [[next(replies) for _ in range(per_partition)] for _ in keys])
+                    for keys in parts]
         await self._describe_groups([lane for st in statuses for lane in st.lanes])
         return statuses
+
+    def _status(self, partitions: tuple[QueueKeys, ...], replies: list[list[Any]]) -> QueueStatus:
+        """One queue's figures from each partition's replies, summed."""
+        queue = partitions[0].queue
+        totals = dict.fromkeys(("waiting", "active", "retrying", "completed", "failed", "scheduled",
+                                "backing_off", "runs_completed"), 0)
+        lanes: list[LaneInfo] = []
+        dead_streams: list[DeadStreamInfo] = []
+        paused = False
+        for k, own in zip(partitions, replies):
+            *indexes, scheduled, meta, dead, backing_off = map(_ok, own[:9])
+            flag, runs_completed = meta or (None, None)
+            paused = paused or flag == "1"  # pause sets every partition's flag
+            for name, count in zip(("waiting", "active", "retrying", "completed", "failed"), indexes):
+                totals[name] += count
+            totals["scheduled"] += scheduled
+            totals["backing_off"] += backing_off
+            totals["runs_completed"] += int(runs_completed or 0)
+            lane_replies = own[9:]
+            lanes += [LaneInfo(lane, k.lane(lane), _ok(lane_replies[2 * j]), _groups(lane_replies[2 * j + 1]),
+                               k.partition) for j, lane in enumerate(LANES)]
+            dead_streams.append(DeadStreamInfo(k.dead, dead, k.partition))
+        waiting, active, retrying = totals["waiting"], totals["active"], totals["retrying"]
+        completed, failed = totals["completed"], totals["failed"]
+        if not self.settings.policy(queue).records:
+            # No job records on the fast path: its counts come from the streams themselves.
+            # Unread entries wait; delivered ones run, or wait out a backoff (the failures hash).
+            waiting = sum(lane.lag or 0 for lane in lanes)
+            retrying = totals["backing_off"]
+            active = max(sum(lane.pending for lane in lanes) - retrying, 0)
+            # Completed: successful runs counted as batches are acked; failed: the dead letters kept.
+            completed, failed = totals["runs_completed"], sum(d.length for d in dead_streams)
+        counts = {"waiting": 0 if paused else waiting, "active": active,
+                  "delayed": retrying + totals["scheduled"], "completed": completed, "failed": failed,
+                  "paused": waiting if paused else 0}
+        return QueueStatus(queue, paused, counts, lanes, dead_streams)
 
     async def _describe_groups(self, lanes: list[LaneInfo]) -> None:
         """Fills in each group's consumers and the age of its oldest pending entry."""
@@ -333,15 +374,15 @@ class QueueAdmin:
         await self._set_paused(queue, False)
 
     async def _set_paused(self, queue: str, paused: bool) -> None:
-        k = self.keys(queue)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            if paused:
-                pipe.hset(k.meta, "paused", "1")
-            else:
-                pipe.hdel(k.meta, "paused")
-            pipe.xadd(k.events, {"event": "paused" if paused else "resumed", "job": ""},
-                      maxlen=self.settings.events_max_len, approximate=True)
-            await pipe.execute()
+        for k in self.partitions(queue):  # one transaction per partition: each is its own slot
+            async with self.redis.pipeline(transaction=True) as pipe:
+                if paused:
+                    pipe.hset(k.meta, "paused", "1")
+                else:
+                    pipe.hdel(k.meta, "paused")
+                pipe.xadd(k.events, {"event": "paused" if paused else "resumed", "job": ""},
+                          maxlen=self.settings.events_max_len, approximate=True)
+                await pipe.execute()
 
     # -- jobs -----------------------------------------------------------------------
 
@@ -464,17 +505,28 @@ class QueueAdmin:
     # -- dead letters -----------------------------------------------------------------
 
     async def dead_letters(self, queue: str, after: str = "-", limit: int = 100) -> list[DeadLetter]:
-        """Oldest first; pass the last entry id seen as `after` for the next page."""
+        """Oldest first (by entry id, across partitions); pass the last entry id seen as
+        `after` for the next page."""
         start = after if after == "-" else f"({after}"
-        entries = await self.redis.xrange(self.keys(queue).dead, start, "+", count=limit)
-        return [DeadLetter.from_entry(entry_id, fields) for entry_id, fields in entries]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for k in self.partitions(queue):
+                pipe.xrange(k.dead, start, "+", count=limit)
+            pages = await pipe.execute()
+        letters = [DeadLetter.from_entry(entry_id, fields, partition)
+                   for partition, entries in enumerate(pages) for entry_id, fields in entries]
+        if len(pages) > 1:
+            letters.sort(key=lambda d: _entry_order(d.entry_id))
+        return letters[:limit]
 
     async def _select_dead(self, queue: str, job_ids: list[str] | None) -> list[DeadLetter]:
         wanted = None if job_ids is None else set(job_ids)
-        letters, after = [], "-"
-        while page := await self.dead_letters(queue, after, 500):
-            letters += [d for d in page if wanted is None or d.job_id in wanted]
-            after = page[-1].entry_id
+        letters = []
+        for k in self.partitions(queue):
+            after = "-"
+            while entries := await self.redis.xrange(k.dead, after, "+", count=500):
+                page = [DeadLetter.from_entry(entry_id, fields, k.partition) for entry_id, fields in entries]
+                letters += [d for d in page if wanted is None or d.job_id in wanted]
+                after = f"({entries[-1][0]}"
         return letters
 
     async def replay(self, queue: str, job_ids: list[str] | None = None) -> list[str]:
@@ -482,30 +534,41 @@ class QueueAdmin:
         returns the job ids queued. A letter already replayed is skipped. On a queue
         without job records a replayed job is a new entry, so it has a new id."""
         scripts = self.scripts(queue)
+        partitions = self.partitions(queue)
         records = self.settings.policy(queue).records
         queued = []
         for letter in await self._select_dead(queue, job_ids):
             if records:
                 if await scripts.retry(letter.job_id, letter.entry_id) == 1:
                     queued.append(letter.job_id)
-            elif entry := await self._replay_letter(scripts.keys, letter):
-                queued.append(f"{queue}-{entry}")
+            elif entry := await self._replay_letter(k := partitions[letter.partition], letter):
+                queued.append(k.entry_job_prefix + entry)  # back into the letter's own partition
         return queued
 
     async def _replay_letter(self, k: QueueKeys, letter: DeadLetter) -> str | None:
         keys = [*k.lanes, k.dead, k.events]
-        args = [letter.entry_id, letter.job_id, self.settings.events_max_len, k.queue]
+        args = [letter.entry_id, letter.job_id, self.settings.events_max_len, k.entry_job_prefix]
         return await self._replay_entry(keys, args)
 
     async def purge(self, queue: str, job_ids: list[str] | None = None) -> int:
         """Deletes dead letters (all, or those of `job_ids`); returns how many."""
-        k = self.keys(queue)
+        partitions = self.partitions(queue)
         if job_ids is None:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                count, _ = await pipe.xlen(k.dead).delete(k.dead).execute()
+            count = 0
+            for k in partitions:
+                async with self.redis.pipeline(transaction=True) as pipe:
+                    length, _ = await pipe.xlen(k.dead).delete(k.dead).execute()
+                count += length
             return count
-        ids = [d.entry_id for d in await self._select_dead(queue, job_ids)]
-        return await self.redis.xdel(k.dead, *ids) if ids else 0
+        by_partition: dict[int, list[str]] = {}
+        for letter in await self._select_dead(queue, job_ids):
+            by_partition.setdefault(letter.partition, []).append(letter.entry_id)
+        return sum([await self.redis.xdel(partitions[p].dead, *ids) for p, ids in by_partition.items()])
+
+
+def _entry_order(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
 
 
 def audit_key(prefix: str) -> str:

@@ -52,7 +52,7 @@ class BatchRunner:
         streams = dict.fromkeys(self.keys.lanes, ">")
         reply = await self.redis.xreadgroup(GROUP, self.consumer, streams, count=self.policy.batch_size,
                                             block=max(int(block_s * 1000), 1))
-        deliveries = [Delivery(self._lane_index[lane_key], entry_id, f"{self.queue}-{entry_id}",
+        deliveries = [Delivery(self._lane_index[lane_key], entry_id, self.keys.entry_job_prefix + entry_id,
                                fields.get("data"), 0, 0, 1)
                       for lane_key, entries in reply or [] for entry_id, fields in entries]
         deliveries.sort(key=lambda d: d.lane)  # strict priority within the batch

@@ -1,13 +1,17 @@
 """Every Redis key name the engine uses, built in one place.
 
 All keys of queue Q carry the hash tag ``{<prefix>:Q}``, so they share one Redis
-Cluster slot and every Lua script touches a single slot. Nothing else formats keys.
+Cluster slot and every Lua script touches a single slot. A queue split into N
+partitions has N such key sets: partition 0 keeps ``{<prefix>:Q}``, partition p > 0
+is tagged ``{<prefix>:Q/p}`` (no queue name holds a slash), so partitions can sit on
+different cluster nodes. Nothing else formats keys.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+import zlib
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -39,10 +43,19 @@ class QueueKeys:
 
     prefix: str
     queue: str
+    partition: int = 0
 
     @property
     def tag(self) -> str:
+        if self.partition:
+            return f"{{{self.prefix}:{self.queue}/{self.partition}}}"
         return f"{{{self.prefix}:{self.queue}}}"
+
+    @property
+    def entry_job_prefix(self) -> str:
+        """Fast path: an entry's job id is this and its entry id. Partitions after the
+        first say which they are, as the same entry id can occur in several streams."""
+        return f"{self.queue}-p{self.partition}-" if self.partition else f"{self.queue}-"
 
     def lane(self, lane: Lane | str) -> str:
         return f"{self.tag}:stream:{lane}"
@@ -109,6 +122,18 @@ class QueueKeys:
     def idempotency_prefix(self) -> str:
         """Prefix of idempotency keys; the rest is `idempotency_digest(key)`."""
         return f"{self.tag}:idem:"
+
+
+def partition_keys(prefix: str, queue: str, partitions: int) -> tuple[QueueKeys, ...]:
+    """The key sets of every partition of a queue, partition 0 first."""
+    return tuple(QueueKeys(prefix, queue, p) for p in range(partitions))
+
+
+def partition_of(value: str, partitions: int) -> int:
+    """The partition an entry routes to: CRC-32 (IEEE, as zlib and most languages'
+    standard libraries compute it) of the routing value's UTF-8 bytes, modulo the
+    partition count. Producers in other languages compute the same (README)."""
+    return zlib.crc32(value.encode()) % partitions if partitions > 1 else 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,12 +2,13 @@
 
 The priority lane comes from the `priority` argument, else from the job data's
 `priority` field (the seed's convention), else `normal`. On a fast-path queue (no job
-records) a job is one plain XADD of the wire format, and its id names its entry.
+records) a job is one plain XADD of the wire format, and its id names its entry; on a
+partitioned one the data's `partition_by` field picks the partition (`EntryRouter`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,10 +18,11 @@ from redis.asyncio import Redis
 from config import Settings
 from streams.errors import InvalidJob, UnknownQueue
 from streams.job import new_job_id
-from streams.keys import Lane, idempotency_digest
+from streams.keys import Lane, QueueKeys, idempotency_digest, partition_keys, partition_of
 from streams.scripts import QueueScripts, Scripts
 
 BATCH_CHUNK = 500
+DATA_FIELD = "data"  # the one field of a wire-format entry
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,11 +63,54 @@ def encode_data(spec: JobSpec) -> str:
         raise InvalidJob(f"data: not JSON-serialisable ({exc})") from None
 
 
+class EntryRouter:
+    """The stream a fast-path entry goes to: its partition's lane. With one partition
+    every entry goes to the queue's own lanes; with several, the value of the data's
+    `partition_by` field (a string or an integer) picks one, so entries that share it
+    stay in order."""
+
+    def __init__(self, settings: Settings, queue: str) -> None:
+        policy = settings.policy(queue)
+        self.partitions: tuple[QueueKeys, ...] = partition_keys(settings.key_prefix, queue, policy.partitions)
+        self.partition_by = policy.partition_by or ""
+        self._job_prefix = {k.lane(lane): k.entry_job_prefix for k in self.partitions for lane in Lane}
+
+    def stream(self, spec: JobSpec) -> str:
+        return self.partitions[self.partition(spec.data)].lane(lane_of(spec))
+
+    def job_id(self, stream: str, entry_id: str) -> str:
+        """The job id of the entry `entry_id` written to `stream` (one `stream()` gave)."""
+        return self._job_prefix[stream] + entry_id
+
+    def partition(self, data: Any) -> int:
+        count = len(self.partitions)
+        if count == 1:
+            return 0
+        value = data.get(self.partition_by) if isinstance(data, Mapping) else None
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            raise InvalidJob(f"data.{self.partition_by}: a string or an integer is required; it picks "
+                             f"which of the queue's {count} partitions the entry goes to")
+        return partition_of(str(value), count)
+
+
+async def append_entries(redis: Redis, entries: Sequence[tuple[str, str]], chunk: int = BATCH_CHUNK) -> list[str]:
+    """XADDs wire-format entries, (stream key, data JSON) each, one pipeline per
+    `chunk`; returns their entry ids in order."""
+    ids: list[str] = []
+    for start in range(0, len(entries), chunk):
+        pipe = redis.pipeline(transaction=False)
+        for stream, data in entries[start:start + chunk]:
+            pipe.xadd(stream, {DATA_FIELD: data})
+        ids += await pipe.execute()
+    return ids
+
+
 class Producer:
     def __init__(self, redis: Redis, settings: Settings) -> None:
         self.settings = settings
         self._scripts = Scripts(redis)
         self._queues: dict[str, QueueScripts] = {}
+        self._routers: dict[str, EntryRouter] = {}
 
     def _queue(self, queue: str) -> QueueScripts:
         if queue not in self.settings.queues:
@@ -86,7 +131,9 @@ class Producer:
         scripts = self._queue(queue)
         specs = list(specs)
         if not self.settings.policy(queue).records:
-            return await self._add_entries(scripts, specs)
+            if queue not in self._routers:
+                self._routers[queue] = EntryRouter(self.settings, queue)
+            return await self._add_entries(scripts, self._routers[queue], specs)
         rows = [self._row(queue, spec) for spec in specs]
         added: list[AddedJob] = []
         for start in range(0, len(rows), BATCH_CHUNK):
@@ -95,20 +142,16 @@ class Producer:
         return added
 
     @staticmethod
-    async def _add_entries(scripts: QueueScripts, specs: list[JobSpec]) -> list[AddedJob]:
+    async def _add_entries(scripts: QueueScripts, router: EntryRouter, specs: list[JobSpec]) -> list[AddedJob]:
         if any(spec.delay for spec in specs):
             raise InvalidJob(f"delay: not supported on {scripts.queue}, a queue without job records")
         if any(spec.idempotency_key for spec in specs):
             raise InvalidJob(f"idempotency_key: not supported on {scripts.queue}, a queue without job "
                              "records (its handler deduplicates by the data's own id)")
-        entries = [(lane_of(spec), encode_data(spec)) for spec in specs]
-        added: list[AddedJob] = []
-        for start in range(0, len(entries), BATCH_CHUNK):
-            pipe = scripts.scripts.redis.pipeline(transaction=False)
-            for lane, data in entries[start:start + BATCH_CHUNK]:
-                pipe.xadd(scripts.keys.lane(lane), {"data": data})
-            added += [AddedJob(f"{scripts.queue}-{entry_id}", scripts.queue, True) for entry_id in await pipe.execute()]
-        return added
+        entries = [(router.stream(spec), encode_data(spec)) for spec in specs]
+        entry_ids = await append_entries(scripts.scripts.redis, entries)
+        return [AddedJob(router.job_id(stream, entry_id), scripts.queue, True)
+                for (stream, _), entry_id in zip(entries, entry_ids)]
 
     @staticmethod
     def _row(queue: str, spec: JobSpec) -> tuple[str, str, str, Lane, float, str]:

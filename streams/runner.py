@@ -23,10 +23,11 @@ log = logging.getLogger(__name__)
 
 async def run_workers(settings: Settings, handlers: Mapping[str, Handler], *,
                       concurrency: int | None = None, burst: bool = False) -> None:
-    """Runs one worker per queue in `handlers`, sharing one consumer name."""
+    """Runs one worker per queue in `handlers` (one per partition of a partitioned
+    queue), sharing one consumer name."""
     consumer = consumer_name()
-    workers = [QueueWorker(settings, queue, handler, consumer=consumer, concurrency=concurrency)
-               for queue, handler in handlers.items()]
+    workers = [QueueWorker(settings, queue, handler, consumer=consumer, concurrency=concurrency, partition=p)
+               for queue, handler in handlers.items() for p in range(settings.policy(queue).partitions)]
     loop = asyncio.get_running_loop()
 
     def stop(signum: int) -> None:
@@ -37,11 +38,9 @@ async def run_workers(settings: Settings, handlers: Mapping[str, Handler], *,
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop, signum)
-    log.info("worker %s consuming %s", consumer,
-             ", ".join(f"{w.queue} (concurrency {w.concurrency})" for w in workers))
+    log.info("worker %s consuming %s", consumer, ", ".join(_described(settings, queue, concurrency) for queue in handlers))
     registry_redis = connect(settings, max_connections=2)
-    heartbeat = Heartbeat(registry_redis, settings, consumer, [w.queue for w in workers],
-                          lambda: {w.queue: w.in_flight for w in workers})
+    heartbeat = Heartbeat(registry_redis, settings, consumer, list(handlers), lambda: _in_flight(workers))
     beating = asyncio.create_task(heartbeat.run())
     try:
         await asyncio.gather(*(worker.run(burst=burst) for worker in workers))
@@ -52,3 +51,16 @@ async def run_workers(settings: Settings, handlers: Mapping[str, Handler], *,
         await asyncio.gather(beating, return_exceptions=True)
         await registry_redis.aclose()
     log.info("worker %s stopped", consumer)
+
+
+def _described(settings: Settings, queue: str, concurrency: int | None) -> str:
+    policy = settings.policy(queue)
+    partitions = f", {policy.partitions} partitions" if policy.partitions > 1 else ""
+    return f"{queue} (concurrency {concurrency or policy.concurrency}{partitions})"
+
+
+def _in_flight(workers: list[QueueWorker]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for worker in workers:
+        counts[worker.queue] = counts.get(worker.queue, 0) + worker.in_flight
+    return counts

@@ -101,13 +101,13 @@ def _rate(policy: QueuePolicy) -> tuple[int, int]:
 
 
 class QueueScripts:
-    """Typed calls of every script for one queue."""
+    """Typed calls of every script for one queue (one partition of it, when it has several)."""
 
-    def __init__(self, scripts: Scripts, settings: Settings, queue: str) -> None:
+    def __init__(self, scripts: Scripts, settings: Settings, queue: str, partition: int = 0) -> None:
         self.scripts = scripts
         self.settings = settings
         self.queue = queue
-        self.keys = QueueKeys(settings.key_prefix, queue)
+        self.keys = QueueKeys(settings.key_prefix, queue, partition)
 
     @property
     def policy(self) -> QueuePolicy:
@@ -154,7 +154,8 @@ class QueueScripts:
                 k.failures]
         args = [GROUP, consumer, want, lane, cursor, RECLAIM_PAGE, _ms(policy.lock_timeout),
                 _ms(min_idle), rate_max, rate_window, self.settings.events_max_len,
-                self.settings.dead_letter_max_len, policy.keep_failed, self.queue, policy.max_stalls]
+                self.settings.dead_letter_max_len, policy.keep_failed, self.queue, policy.max_stalls,
+                k.entry_job_prefix]
         next_lane, next_cursor, rows, settled = await self.scripts["reclaim"](keys, args)
         return ReclaimPage(int(next_lane), next_cursor, [Delivery.from_reply(row) for row in rows],
                            int(settled))

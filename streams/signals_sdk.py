@@ -3,7 +3,8 @@ reads (README, "Signals: wire format and producers").
 
 One signal is one ``XADD`` to the lane named by its ``priority`` (``high``, ``normal``
 (default), ``low``) with a single field ``data``: the signal as compact UTF-8 JSON. The
-entry id is Redis's own (``*``); the signal's job id is ``<queue>-<entry id>``.
+entry id is Redis's own (``*``); the signal's job id is ``<queue>-<entry id>``. On a
+partitioned queue the lane is the one of the partition its ``companyId`` routes to.
 
 ``SignalPublisher`` (redis.asyncio) and ``SyncSignalPublisher`` (redis-py's sync client,
 for WSGI apps, threads and scripts) each have ``publish_signal(signal)`` and
@@ -25,11 +26,9 @@ from redis.asyncio import Redis
 
 from config import Settings
 from streams.errors import InvalidJob, UnknownQueue
-from streams.keys import QueueKeys
-from streams.producer import JobSpec, encode_data, lane_of
+from streams.producer import DATA_FIELD, EntryRouter, JobSpec, append_entries, encode_data
 
 SIGNALS_QUEUE = "signals"
-DATA_FIELD = "data"
 CHUNK_SIZE = 1000
 
 Validator = Callable[[Any], Any]
@@ -42,7 +41,7 @@ def _as_validator(validator: type[BaseModel] | Validator | None) -> Validator | 
 
 
 class SignalEncoder:
-    """Turns signals into (lane key, data JSON) pairs; shared by both publishers."""
+    """Turns signals into (stream key, data JSON) pairs; shared by both publishers."""
 
     def __init__(self, settings: Settings, *, queue: str = SIGNALS_QUEUE,
                  validator: type[BaseModel] | Validator | None = None) -> None:
@@ -51,7 +50,7 @@ class SignalEncoder:
         if settings.policy(queue).records:
             raise InvalidJob(f"queue {queue} keeps job records; publish to it with streams.Producer")
         self.queue = queue
-        self.keys = QueueKeys(settings.key_prefix, queue)
+        self.router = EntryRouter(settings, queue)
         self.max_bytes = settings.max_entry_bytes
         self.validate = _as_validator(validator)
 
@@ -71,28 +70,23 @@ class SignalEncoder:
             raise InvalidJob(f"{where}a signal is a JSON object, not {type(value).__name__}")
         spec = JobSpec(value)
         try:
-            lane, data = lane_of(spec), encode_data(spec)
+            stream, data = self.router.stream(spec), encode_data(spec)
         except InvalidJob as exc:
             raise InvalidJob(f"{where}{exc}") from None
         if len(data) > self.max_bytes:
             raise InvalidJob(f"{where}{len(data)} bytes of JSON, over the limit of {self.max_bytes}")
-        return self.keys.lane(lane), data
+        return stream, data
 
     def encode_all(self, signals: Iterable[Any]) -> list[tuple[str, str]]:
         return [self.encode(signal, index) for index, signal in enumerate(signals)]
 
-    def job_id(self, entry_id: str | bytes) -> str:
-        return f"{self.queue}-{entry_id.decode() if isinstance(entry_id, bytes) else entry_id}"
+    def job_id(self, stream: str, entry_id: str | bytes) -> str:
+        return self.router.job_id(stream, entry_id.decode() if isinstance(entry_id, bytes) else entry_id)
 
 
 def _summary(exc: ValidationError) -> str:
     return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'signal'}: {e['msg']}"
                      for e in exc.errors(include_url=False, include_input=False))
-
-
-def _chunks(entries: Sequence[tuple[str, str]], size: int) -> Iterable[Sequence[tuple[str, str]]]:
-    for start in range(0, len(entries), size):
-        yield entries[start:start + size]
 
 
 class SignalPublisher:
@@ -106,8 +100,8 @@ class SignalPublisher:
 
     async def publish_signal(self, signal: Any) -> str:
         """Validates and writes one signal (one XADD); returns its job id."""
-        lane_key, data = self.encoder.encode(signal)
-        return self.encoder.job_id(await self.redis.xadd(lane_key, {DATA_FIELD: data}))
+        stream, data = self.encoder.encode(signal)
+        return self.encoder.job_id(stream, await self.redis.xadd(stream, {DATA_FIELD: data}))
 
     async def publish_signals(self, signals: Iterable[Any]) -> list[str]:
         """Validates every signal, then writes them all, one pipeline per chunk; returns
@@ -115,13 +109,8 @@ class SignalPublisher:
         return await self.publish_encoded(self.encoder.encode_all(signals))
 
     async def publish_encoded(self, entries: Sequence[tuple[str, str]]) -> list[str]:
-        ids: list[str] = []
-        for chunk in _chunks(entries, self.chunk_size):
-            pipe = self.redis.pipeline(transaction=False)
-            for lane_key, data in chunk:
-                pipe.xadd(lane_key, {DATA_FIELD: data})
-            ids += [self.encoder.job_id(entry_id) for entry_id in await pipe.execute()]
-        return ids
+        entry_ids = await append_entries(self.redis, entries, self.chunk_size)
+        return [self.encoder.job_id(stream, entry_id) for (stream, _), entry_id in zip(entries, entry_ids)]
 
 
 class SyncSignalPublisher:
@@ -144,15 +133,16 @@ class SyncSignalPublisher:
         self.redis.close()
 
     def publish_signal(self, signal: Any) -> str:
-        lane_key, data = self.encoder.encode(signal)
-        return self.encoder.job_id(self.redis.xadd(lane_key, {DATA_FIELD: data}))
+        stream, data = self.encoder.encode(signal)
+        return self.encoder.job_id(stream, self.redis.xadd(stream, {DATA_FIELD: data}))
 
     def publish_signals(self, signals: Iterable[Any]) -> list[str]:
         entries = self.encoder.encode_all(signals)
         ids: list[str] = []
-        for chunk in _chunks(entries, self.chunk_size):
+        for start in range(0, len(entries), self.chunk_size):
+            chunk = entries[start:start + self.chunk_size]
             pipe = self.redis.pipeline(transaction=False)
-            for lane_key, data in chunk:
-                pipe.xadd(lane_key, {DATA_FIELD: data})
-            ids += [self.encoder.job_id(entry_id) for entry_id in pipe.execute()]
+            for stream, data in chunk:
+                pipe.xadd(stream, {DATA_FIELD: data})
+            ids += [self.encoder.job_id(stream, entry_id) for (stream, _), entry_id in zip(chunk, pipe.execute())]
         return ids

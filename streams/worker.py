@@ -57,9 +57,12 @@ class Running:
 
 
 class QueueWorker:
+    """The consumer of one queue, or of one partition of a partitioned queue (the runner
+    starts one per partition, each with its own loop and connections)."""
+
     def __init__(self, settings: Settings, queue: str, handler: Handler, *,
                  consumer: str | None = None, concurrency: int | None = None,
-                 redis: Redis | None = None) -> None:
+                 redis: Redis | None = None, partition: int = 0) -> None:
         self.settings = settings
         self.queue = queue
         self.policy = settings.policy(queue)
@@ -68,7 +71,7 @@ class QueueWorker:
         self.concurrency = concurrency or self.policy.concurrency
         self._own_redis = redis is None
         self.redis = redis or connect(settings, max_connections=self.concurrency + 6)
-        self.scripts = QueueScripts(Scripts(self.redis), settings, queue)
+        self.scripts = QueueScripts(Scripts(self.redis), settings, queue, partition)
         self._completer = Completer(self.scripts, self.consumer)
         self._batches: BatchRunner | None = None
         if not self.policy.records:
@@ -80,8 +83,9 @@ class QueueWorker:
         self._running: dict[str, Running] = {}
         self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
-        self._outage = Outage(log, f"{queue} worker")
-        self._failures_outage = Outage(log, f"{queue} failures")
+        where = f"{queue} partition {partition}" if partition else queue
+        self._outage = Outage(log, f"{where} worker")
+        self._failures_outage = Outage(log, f"{where} failures")
         self._next_maintenance = 0.0
         self._next_trim = 0.0
         self._next_reap = 0.0

@@ -66,7 +66,7 @@ def test_defaults_equal_the_seed_table() -> None:
         assert DEFAULT_POLICIES[name] == QueuePolicy(
             attempts=attempts, backoff=backoff, backoff_delay=delay, rate_limit=rate_limit,
             concurrency=concurrency, timeout=timeout, keep_completed=100, keep_failed=50,
-            records=not fast, batch_size=500 if fast else 100,
+            records=not fast, batch_size=500 if fast else 100, partition_by="companyId" if fast else None,
         )
         row = DEFAULT_POLICIES[name]
         assert (row.lock_timeout, row.max_stalls, row.lane_weights, row.partitions) == (30.0, 3, None, 1)

@@ -48,15 +48,15 @@ class QueueCollector(Collector):
         paused = GaugeMetricFamily("tgjobs_queue_paused", "1 when the queue is paused", labels=["queue"])
         dead = GaugeMetricFamily("tgjobs_queue_dead_letters", "Entries in the dead-letter stream", labels=["queue"])
         length = GaugeMetricFamily("tgjobs_queue_stream_length", "Entries in the lane stream (XLEN)",
-                                   labels=["queue", "lane"])
+                                   labels=["queue", "lane", "partition"])
         lag = GaugeMetricFamily("tgjobs_queue_group_lag", "Entries of the lane the consumer group has not read "
-                                "yet (absent when Redis cannot tell)", labels=["queue", "lane", "group"])
+                                "yet (absent when Redis cannot tell)", labels=["queue", "lane", "partition", "group"])
         pending = GaugeMetricFamily("tgjobs_queue_group_pending", "Entries delivered to the group and not acked",
-                                    labels=["queue", "lane", "group"])
+                                    labels=["queue", "lane", "partition", "group"])
         oldest = GaugeMetricFamily("tgjobs_queue_oldest_pending_seconds", "Idle time of the group's oldest "
-                                   "pending entry", labels=["queue", "lane", "group"])
+                                   "pending entry", labels=["queue", "lane", "partition", "group"])
         consumers = GaugeMetricFamily("tgjobs_queue_group_consumers", "Consumers of the group",
-                                      labels=["queue", "lane", "group"])
+                                      labels=["queue", "lane", "partition", "group"])
         for status in self.statuses:
             q = status.queue
             for state in STATES:
@@ -64,13 +64,14 @@ class QueueCollector(Collector):
             paused.add_metric([q], 1 if status.paused else 0)
             dead.add_metric([q], status.dead)
             for lane in status.lanes:
-                length.add_metric([q, lane.lane], lane.length)
+                partition = str(lane.partition)
+                length.add_metric([q, lane.lane, partition], lane.length)
                 if lane.engine_group is None:  # no group yet: every entry is lag
-                    lag.add_metric([q, lane.lane, GROUP], lane.length)
-                    pending.add_metric([q, lane.lane, GROUP], 0)
-                    consumers.add_metric([q, lane.lane, GROUP], 0)
+                    lag.add_metric([q, lane.lane, partition, GROUP], lane.length)
+                    pending.add_metric([q, lane.lane, partition, GROUP], 0)
+                    consumers.add_metric([q, lane.lane, partition, GROUP], 0)
                 for group in lane.groups:
-                    labels = [q, lane.lane, group.name]
+                    labels = [q, lane.lane, partition, group.name]
                     if group.lag is not None:
                         lag.add_metric(labels, group.lag)
                     pending.add_metric(labels, group.pending)

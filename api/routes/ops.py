@@ -39,7 +39,7 @@ async def streams_overview(request: web.Request) -> web.Response:
     admin = request.app[ADMIN]
     statuses = await admin.all_status()
     return respond(StreamsOverview(
-        queues={s.queue: QueueStreams.of(s, admin.keys(s.queue).dead) for s in statuses}, timestamp=now_ms()))
+        queues={s.queue: QueueStreams.of(s) for s in statuses}, timestamp=now_ms()))
 
 
 async def live_workers(request: web.Request) -> web.Response:

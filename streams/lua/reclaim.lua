@@ -26,6 +26,7 @@
   ARGV[9] rate max (0 = none)  ARGV[10] rate window ms
   ARGV[11] events cap  ARGV[12] dead-letter cap  ARGV[13] failed records kept
   ARGV[14] queue name  ARGV[15] crash redeliveries allowed (max stalls)
+  ARGV[16] job id prefix of fast-path entries (the job id is it and the entry id)
 
   Returns {next lane index (0 when the walk is done), next cursor id,
            {{lane index, entry id, job id, data, attemptsMade, stalls, delivery count}...},
@@ -58,7 +59,7 @@ local claimed, settled, budget = {}, 0, pageSize
 local function visit_entry(lane, p)
   local entryId, idle, deliveries = p[1], tonumber(p[3]), tonumber(p[4])
   local laneKey, field = KEYS[lane], lane .. ':' .. entryId
-  local jobId = ctx.queue .. '-' .. entryId
+  local jobId = ARGV[16] .. entryId
   local mark = redis.call('HGET', ctx.failures, field)
   local state, attempts, backoff = 'active', 0, 0
   if mark then

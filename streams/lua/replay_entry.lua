@@ -7,13 +7,13 @@
   KEYS[4] dead letters   KEYS[5] events stream
 
   ARGV[1] dead-letter entry id   ARGV[2] the job id the letter must name
-  ARGV[3] events cap             ARGV[4] queue name
+  ARGV[3] events cap             ARGV[4] job id prefix (the new job id is it and the entry id)
 
   Returns the new entry id, or false when the letter is gone or names another job.
 ]]
 --!include _common.lua
 
-local deadId, jobId, eventsMaxLen, queue = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local deadId, jobId, eventsMaxLen, jobPrefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local found = redis.call('XRANGE', KEYS[4], deadId, deadId)
 if #found == 0 then return false end
 local letter = {}
@@ -24,5 +24,5 @@ if letter['job'] ~= jobId then return false end
 local laneIndex = ({ high = 1, normal = 2, low = 3 })[letter['lane']] or 2
 local entry = redis.call('XADD', KEYS[laneIndex], '*', 'data', letter['data'] or 'null')
 redis.call('XDEL', KEYS[4], deadId)
-emit(KEYS[5], eventsMaxLen, 'waiting', queue .. '-' .. entry, 'retried', 'replay')
+emit(KEYS[5], eventsMaxLen, 'waiting', jobPrefix .. entry, 'retried', 'replay')
 return entry

@@ -32,7 +32,7 @@ async def test_metrics_after_jobs_ran(api: Api) -> None:
     assert status == 200 and content_type == "text/plain", text
     before = samples(text)
     assert value(before, "tgjobs_queue_jobs", queue="research", state="waiting") == 3
-    assert sum(value(before, "tgjobs_queue_stream_length", queue="research", lane=lane)
+    assert sum(value(before, "tgjobs_queue_stream_length", queue="research", lane=lane, partition="0")
                for lane in ("high", "normal", "low")) == 3
 
     await run_jobs(api.settings, outcome_by_data)
@@ -45,8 +45,8 @@ async def test_metrics_after_jobs_ran(api: Api) -> None:
     assert value(after, "tgjobs_queue_dead_letters", queue="research") == 1
     assert value(after, "tgjobs_queue_paused", queue="research") == 0
     for lane in ("high", "normal", "low"):
-        assert value(after, "tgjobs_queue_group_lag", queue="research", lane=lane, group="workers") == 0
-        assert value(after, "tgjobs_queue_group_pending", queue="research", lane=lane, group="workers") == 0
+        assert value(after, "tgjobs_queue_group_lag", queue="research", lane=lane, partition="0", group="workers") == 0
+        assert value(after, "tgjobs_queue_group_pending", queue="research", lane=lane, partition="0", group="workers") == 0
     assert value(after, "tgjobs_queue_live_workers", queue="research") == 0  # the burst worker registered none
     assert value(after, "tgjobs_redis_memory_used_bytes") > 0
     # Every configured queue is there, jobs or not.
