@@ -1,5 +1,6 @@
 """The application factory: routes from the table, the error and auth middlewares,
-the body size limit, and the Redis pool opened and closed in one cleanup context.
+the body size limit, and the Redis pools opened and closed in cleanup contexts (the
+API's, and the one GET /api/events reads with, whose streams end at shutdown).
 
 `create_app(settings)` is all a server or a test needs; api.server runs it.
 """
@@ -16,6 +17,7 @@ from api.auth import auth_middleware
 from api.endpoints import ENDPOINTS
 from api.errors import error_middleware, redis_unavailable
 from api.openapi import build_openapi
+from api.routes.events import events_context, stop_event_streams
 from api.schemas import JOB_IDS_MAX_CHARS
 from api.state import ADMIN, AUDIT, OPENAPI, PRODUCER, REDIS, ROLES, SETTINGS, SIGNAL_TYPES, TOKENS
 from api.tokens import TokenStore
@@ -41,6 +43,8 @@ def create_app(settings: Settings) -> web.Application:
     for ep in ENDPOINTS:
         app.router.add_route(ep.method, ep.path, ep.handler)
     app.cleanup_ctx.append(redis_context)
+    app.cleanup_ctx.append(events_context)
+    app.on_shutdown.append(stop_event_streams)
     return app
 
 

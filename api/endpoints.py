@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
-from api.routes import jobs, metrics, ops, queues, records, signals
+from api.routes import events, jobs, metrics, ops, queues, records, signals
 from api.schemas import (JOB_REQUESTS, QUEUE_ACTIONS, AuditPage, BulkRemoveQuery, BulkRemoveResult, CleanResult,
                          CompanyView, ContactView, DeadLetterPage, DeadLetterRequest, Health, JobActionQuery,
                          JobActionResult, JobCreated, JobDetailView, JobsOverview, PageQuery, PauseResult,
@@ -100,6 +100,13 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              Role.VIEWER, {200: WorkersOverview}, GUARDED),
     Endpoint("GET", "/api/audit", ops.audit_trail, "The audit trail, newest first", "operations", Role.VIEWER,
              {200: AuditPage}, (422, *GUARDED), query=PageQuery),
+    Endpoint("GET", "/api/events", events.live_events, "Live events of every queue (server-sent events)",
+             "operations", Role.VIEWER, {200: str}, GUARDED, media_type="text/event-stream",
+             notes="Never ends: from the present on, each queue's events as `id: <entry id>` `event: job` "
+                   "`data: {\"queue\", \"event\", \"job\", ...the entry's other fields}`; `event: figures` "
+                   "with the GET /api/jobs overview at connect and after events (at most every 2 s); "
+                   "`: keep-alive` after 15 s of quiet. Entry ids are per queue stream: a reconnect starts "
+                   "at the present. 503 when 64 streams are open."),
     Endpoint("GET", "/healthz", ops.healthz, "The process is up", "operations", None, {200: Health}),
     Endpoint("GET", "/readyz", ops.readyz, "Redis is reachable and holds the scripts", "operations", None,
              {200: Readiness, 503: Readiness}),

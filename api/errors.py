@@ -6,7 +6,8 @@
     ├── Forbidden     403 the token's role does not allow this
     ├── NotFound      404 unknown job type, queue, job or path
     ├── Conflict      409 the job's state does not allow the action
-    └── Invalid       422 with every failing field (location, path, message)
+    ├── Invalid       422 with every failing field (location, path, message)
+    └── Unavailable   503 a limit is reached (open event streams); retry later
 
 The middleware also maps the engine's errors (UnknownQueue and JobNotFound to 404,
 JobStateConflict to 409, InvalidJob to 422), aiohttp's own (404, 405, 413), a Redis
@@ -78,6 +79,10 @@ class Invalid(ApiError):
     status, code = 422, "invalid"
 
 
+class Unavailable(ApiError):
+    status, code = 503, "unavailable"
+
+
 _HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
                405: "method_not_allowed", 409: "conflict", 413: "payload_too_large", 422: "invalid",
                503: "unavailable"}
@@ -106,6 +111,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         response = _answer(exc.status, exc.code, exc.message, request_id, exc.details)
         if isinstance(exc, Unauthorized):
             response.headers["WWW-Authenticate"] = 'Bearer realm="tgjobs"'
+        elif isinstance(exc, Unavailable):
+            response.headers["Retry-After"] = str(RETRY_AFTER_S)
     except (UnknownQueue, JobNotFound) as exc:
         response = _answer(404, "not_found", str(exc), request_id)
     except JobStateConflict as exc:
@@ -130,7 +137,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
                         type(exc).__name__, exc)
             response = _answer(503, "unavailable", _unavailable_message(exc), request_id)
             response.headers["Retry-After"] = str(RETRY_AFTER_S)
-    response.headers[REQUEST_ID_HEADER] = request_id
+    if not response.prepared:  # a stream (GET /api/events) sent its headers, the id among them
+        response.headers[REQUEST_ID_HEADER] = request_id
     return response
 
 

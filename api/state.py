@@ -4,7 +4,9 @@ Redis cleanup context fill the app's; the middlewares fill a request's.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
@@ -27,6 +29,19 @@ REDIS = web.AppKey("redis", Redis)
 PRODUCER = web.AppKey("producer", Producer)
 ADMIN = web.AppKey("admin", QueueAdmin)
 AUDIT = web.AppKey("audit", AuditTrail)
+
+
+@dataclass
+class EventStreams:
+    """The open GET /api/events answers: the pool their blocking reads use (one
+    connection each), how many are open, and the flag that ends them at shutdown."""
+
+    redis: Redis
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    open: int = 0
+
+
+EVENTS = web.AppKey("events", EventStreams)
 
 REQUEST_ID = web.RequestKey("request_id", str)
 PRINCIPAL = web.RequestKey("principal", Principal)
