@@ -506,7 +506,8 @@ class QueueAdmin:
 
     async def dead_letters(self, queue: str, after: str = "-", limit: int = 100) -> list[DeadLetter]:
         """Oldest first (by entry id, across partitions); pass the last entry id seen as
-        `after` for the next page."""
+        `after` for the next page. Entry ids can repeat across partitions, so a page
+        never ends inside a run of equal ids: it may hold a few more than `limit`."""
         start = after if after == "-" else f"({after}"
         async with self.redis.pipeline(transaction=False) as pipe:
             for k in self.partitions(queue):
@@ -516,7 +517,7 @@ class QueueAdmin:
                    for partition, entries in enumerate(pages) for entry_id, fields in entries]
         if len(pages) > 1:
             letters.sort(key=lambda d: _entry_order(d.entry_id))
-        return letters[:limit]
+        return first_letters(letters, limit)
 
     async def _select_dead(self, queue: str, job_ids: list[str] | None) -> list[DeadLetter]:
         wanted = None if job_ids is None else set(job_ids)
@@ -564,6 +565,15 @@ class QueueAdmin:
         for letter in await self._select_dead(queue, job_ids):
             by_partition.setdefault(letter.partition, []).append(letter.entry_id)
         return sum([await self.redis.xdel(partitions[p].dead, *ids) for p, ids in by_partition.items()])
+
+
+def first_letters(letters: list[DeadLetter], limit: int) -> list[DeadLetter]:
+    """The first `limit` letters, and those after them that share the last one's entry
+    id (a cursor of that id would skip them)."""
+    end = min(limit, len(letters))
+    while 0 < end < len(letters) and letters[end].entry_id == letters[end - 1].entry_id:
+        end += 1
+    return letters[:end]
 
 
 def _entry_order(entry_id: str) -> tuple[int, int]:

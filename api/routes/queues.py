@@ -14,7 +14,7 @@ from api.schemas import (DEAD_LETTER_ACTIONS, MAX_IDS, QUEUE_ACTIONS, BulkRemove
                          CleanRequest, CleanResult, DeadLetterPage, DeadLetterRequest, DeadLetterView, JobView,
                          PageQuery, PauseResult, PurgeResult, QueueQuery, QueueView, ReplayResult)
 from api.state import ADMIN
-from streams.admin import reported_state
+from streams.admin import first_letters, reported_state
 from streams.job import JobState
 
 BULK_REMOVE_MAX = 10_000  # jobs one DELETE by status removes; `more` says when some remain
@@ -83,9 +83,9 @@ async def dead_letters(request: web.Request) -> web.Response:
     queue = queue_name(request)
     params = query(request, PageQuery)
     letters = await request.app[ADMIN].dead_letters(queue, params.cursor or "-", params.limit + 1)
-    page = letters[:params.limit]
+    page = first_letters(letters, params.limit)
     return respond(DeadLetterPage(queue=queue, items=[DeadLetterView.of(d) for d in page],
-                                  nextCursor=page[-1].entry_id if len(letters) > params.limit else None))
+                                  nextCursor=page[-1].entry_id if len(letters) > len(page) else None))
 
 
 async def manage_dead_letters(request: web.Request) -> web.Response:
