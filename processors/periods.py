@@ -73,7 +73,29 @@ def local_day(ms: int, zone: ZoneInfo) -> date:
 
 def iso_instant(ms: int) -> str:
     """UTC, millisecond precision: 2024-01-15T10:30:00.000Z."""
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    seconds, millis = divmod(ms, 1000)
+    # isoformat() is a third cheaper than strftime(); [:19] drops its "+00:00".
+    return f"{datetime.fromtimestamp(seconds, UTC).isoformat()[:19]}.{millis:03d}Z"
+
+
+class LocalDays:
+    """The local day of an instant, and when that day ends, with the last day's bounds
+    kept: the signals of a batch fall on one or two days, and working a day out from
+    an instant is a fifth of what recording a signal costs."""
+
+    __slots__ = ("zone", "_start", "_end", "_day")
+
+    def __init__(self, zone: ZoneInfo) -> None:
+        self.zone = zone
+        self._start = self._end = 0
+        self._day = date.min
+
+    def of(self, ms: int) -> tuple[date, int]:
+        """The local day holding `ms`, and the instant after it ends (epoch ms)."""
+        if not self._start <= ms < self._end:
+            day = local_day(ms, self.zone)
+            self._day, self._start, self._end = day, midnight_ms(day, self.zone), midnight_ms(day + ONE_DAY, self.zone)
+        return self._day, self._end
 
 
 def parse_instant(value: Any) -> int | None:

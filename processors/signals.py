@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
 from importlib import resources
 from typing import Any
 
@@ -20,8 +19,8 @@ from redis.exceptions import NoScriptError
 
 from config import Settings
 from processors.models import EnrichmentData, SignalData
-from processors.periods import iso_instant, local_day, midnight_ms, now_ms, parse_instant
-from processors.store import COUNT_FIELD, Store
+from processors.periods import LocalDays, iso_instant, now_ms, parse_instant
+from processors.store import COUNT_FIELD, CompanyKeys, Store
 from streams import JobContext, JobSpec, Producer, UnrecoverableError
 from streams.context import BatchHandler, batch_handler
 
@@ -62,23 +61,24 @@ class SignalResult:
 class _CompanyBatch:
     """One company's signals of a batch, as one call of record_signals.lua."""
 
-    company_id: str
-    header: list[Any]  # ARGV[1..8]; ARGV[9] is the rows as JSON
+    keys_of: CompanyKeys
+    now: int
+    today_expiry: int
     indices: list[int] = field(default_factory=list)  # positions in the caller's list
     keys: list[str] = field(default_factory=list)
     rows: list[Any] = field(default_factory=list)  # one list of 10 values per signal
     _slots: dict[str, int] = field(default_factory=dict)
 
-    @property
-    def args(self) -> list[Any]:
-        return [*self.header, orjson.dumps(self.rows)]
+    def args(self, limits: bytes) -> list[Any]:
+        return [limits, self.now, self.today_expiry, orjson.dumps(self.rows)]
 
     def slot(self, key: str) -> int:
         """The 1-based KEYS index of `key`, adding it once."""
-        if key not in self._slots:
+        slot = self._slots.get(key)
+        if slot is None:
             self.keys.append(key)
-            self._slots[key] = len(self.keys)
-        return self._slots[key]
+            slot = self._slots[key] = len(self.keys)
+        return slot
 
 
 class SignalProcessor:
@@ -88,7 +88,12 @@ class SignalProcessor:
         self.store = Store(redis, settings)
         self.producer = producer or Producer(redis, settings)
         self.types = frozenset(settings.signal_types)
-        self.zone = settings.zone
+        self.days = LocalDays(settings.zone)
+        # record_signals.lua's ARGV[1]: the settings it applies, encoded once.
+        self._limits = orjson.dumps([
+            int(settings.intent_half_life * 1000), settings.signal_history_max,
+            int(settings.signal_dedupe_window * 1000), settings.intent_threshold,
+            int(settings.intent_trigger_cooldown * 1000), int(settings.job_change_cooldown * 1000)])
         self._source = (resources.files("processors") / "lua" / SCRIPT).read_text()
         self._sha: str | None = None
 
@@ -137,6 +142,7 @@ class SignalProcessor:
         run again safely (every effect is idempotent by signalId)."""
         results = [SignalResult(s.signalId) for s in signals]
         now = now_ms()
+        received = iso_instant(now)
         batches: dict[str, _CompanyBatch] = {}
         for index, signal in enumerate(signals):
             if signal.signalType not in self.types:
@@ -146,7 +152,7 @@ class SignalProcessor:
             batch = batches.get(signal.companyId)
             if batch is None:
                 batch = batches[signal.companyId] = self._new_batch(signal.companyId, now)
-            self._add(batch, index, signal, now)
+            self._add(batch, index, signal, received)
         if not batches:
             return results
         replies = await self._record(list(batches.values()), now)
@@ -165,37 +171,33 @@ class SignalProcessor:
     # -- the record_signals.lua call ----------------------------------------------------
 
     def _new_batch(self, company_id: str, now: int) -> _CompanyBatch:
-        s = self.settings
-        batch = _CompanyBatch(company_id, [
-            now, int(s.intent_half_life * 1000), s.signal_history_max, int(s.signal_dedupe_window * 1000),
-            s.intent_threshold, int(s.intent_trigger_cooldown * 1000), int(s.job_change_cooldown * 1000),
-            self._day_expiry(now)])
         keys = self.store.company(company_id)
-        for key in (keys.signals, keys.intent, keys.engaged, keys.research_cooldown,
-                    keys.day(local_day(now, self.zone))):
+        today, today_ends = self.days.of(now)
+        batch = _CompanyBatch(keys, now, self._expiry(today_ends))
+        for key in (keys.signals, keys.intent, keys.engaged, keys.research_cooldown, keys.day(today)):
             batch.slot(key)
         return batch
 
-    def _add(self, batch: _CompanyBatch, index: int, signal: SignalData, now: int) -> None:
-        keys = self.store.company(batch.company_id)
+    def _add(self, batch: _CompanyBatch, index: int, signal: SignalData, received: str) -> None:
+        keys, now = batch.keys_of, batch.now
         at = _event_time(signal.data, now)
-        day = local_day(at, self.zone)
+        day, day_ends = self.days.of(at)
         contact = _contact_id(signal.data)
         contacts_slot = batch.slot(keys.day_contacts(day)) if contact else 0
         cooldown_slot = (batch.slot(keys.contact_cooldown(contact))
                          if contact and signal.signalType == JOB_CHANGE else 0)
         entry = orjson.dumps({"signalId": signal.signalId, "signalType": signal.signalType,
-                              "at": iso_instant(at), "receivedAt": iso_instant(now), "data": signal.data})
+                              "at": received if at == now else iso_instant(at), "receivedAt": received,
+                              "data": signal.data})
         batch.rows.append([batch.slot(keys.seen(signal.signalId)), batch.slot(keys.day(day)), contacts_slot,
                            cooldown_slot, COUNT_FIELD + signal.signalType,
-                           self.settings.signal_weights[signal.signalType], str(at), str(self._day_expiry(at)),
+                           self.settings.signal_weights[signal.signalType], str(at), str(self._expiry(day_ends)),
                            contact or "", entry.decode()])
         batch.indices.append(index)
 
-    def _day_expiry(self, at: int) -> int:
+    def _expiry(self, day_ends: int) -> int:
         """A day's buckets live until the retention has passed after the day's end."""
-        day_end = midnight_ms(local_day(at, self.zone) + timedelta(days=1), self.zone)
-        return day_end + int(self.settings.signal_counts_retention * 1000)
+        return day_ends + int(self.settings.signal_counts_retention * 1000)
 
     async def _record(self, batches: list[_CompanyBatch], now: int) -> list[Any]:
         """One pipeline of script calls, one per company. Scripts missing from Redis
@@ -209,7 +211,7 @@ class SignalProcessor:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for i in todo:
                     b = batches[i]
-                    pipe.evalsha(self._sha, len(b.keys), *b.keys, *b.args)
+                    pipe.evalsha(self._sha, len(b.keys), *b.keys, *b.args(self._limits))
                 answers = await pipe.execute(raise_on_error=False)
             missing = []
             for i, answer in zip(todo, answers):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
@@ -40,10 +40,10 @@ class CompanyKeys:
 
     prefix: str
     company_id: str
+    tag: str = field(init=False, repr=False, compare=False)  # built once: every key starts with it
 
-    @property
-    def tag(self) -> str:
-        return f"{{{self.prefix}:co:{key_part(self.company_id)}}}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tag", f"{{{self.prefix}:co:{key_part(self.company_id)}}}")
 
     @property
     def profile(self) -> str:
