@@ -107,6 +107,12 @@ class QueueHistogram(Collector):
                 kept[i] += count
             kept_sum[0] += total
 
+    def observe(self, queue: str, value: float) -> None:
+        with self._lock:
+            kept, kept_sum = self._queues.setdefault(queue, ([0] * (len(self.bounds) + 1), [0.0]))
+            kept[bisect_left(self.bounds, value)] += 1
+            kept_sum[0] += value
+
     def collect(self) -> Iterator[Metric]:
         family = HistogramMetricFamily(self.name, self.documentation, labels=["queue"])
         with self._lock:
@@ -167,8 +173,10 @@ def jobs_started(queue: str, deliveries: Iterable[Any]) -> None:
 def job_ran(queue: str, seconds: float, count: int = 1) -> None:
     """`count` jobs ran in `seconds` together (a batch handler): each is observed with
     its share, so the histogram's sum stays the time actually spent."""
-    share = seconds / count if count > 0 else seconds
-    RUN_SECONDS.observe_many(queue, [share] * max(count, 1))
+    if count <= 1:
+        RUN_SECONDS.observe(queue, seconds)
+    else:
+        RUN_SECONDS.observe_many(queue, [seconds / count] * count)
 
 
 def jobs_ran(queue: str, durations: Sequence[float]) -> None:

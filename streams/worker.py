@@ -3,7 +3,9 @@ records each outcome. Every queue runs this same loop; only its policy row diffe
 
 run() loops: maintenance when due (reclaim walk, trim, reap) -> read up to the free
 slots -> start a task per delivery -> wait for a free slot, new entries or the next
-timer. Successes go through the Completer (batched); failures to fail.lua.
+timer. Successes go through the Completer (batched); failures to fail.lua. A slot frees
+when the handler returns: the next read goes out while the outcome is being written,
+and the job stays in flight (leased, waited for at shutdown) until it is written.
 """
 
 from __future__ import annotations
@@ -80,7 +82,8 @@ class QueueWorker:
             raise ValueError(f"{queue}: a batch handler needs a queue without job records (records = false)")
         self._paused = False
         self._paused_checked_at = 0.0
-        self._running: dict[str, Running] = {}
+        self._running: dict[str, Running] = {}  # handlers running: these hold the slots
+        self._settling: dict[str, Running] = {}  # handlers done, outcomes being written
         self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
         where = f"{queue} partition {partition}" if partition else queue
@@ -137,10 +140,10 @@ class QueueWorker:
         result = await self.scripts.read(self.consumer, free)
         self._outage.succeeded()
         if result.kind == "jobs":
-            for delivery in result.jobs:
-                self._start(delivery)
+            self._start_all(result.jobs)
             return False
-        if burst and not self._running and (result.kind == "paused" or not await self._has_work()):
+        if burst and not self._running and not self._settling and (
+                result.kind == "paused" or not await self._has_work()):
             return True
         await self._idle(result)
         return False
@@ -184,8 +187,7 @@ class QueueWorker:
             if self._batches is not None and page.jobs:
                 await self._batches.run(page.jobs)
             else:
-                for delivery in page.jobs:
-                    self._start(delivery)
+                self._start_all(page.jobs)
             lane, cursor = page.lane, page.cursor
         now = time.monotonic()
         if now >= self._next_trim:
@@ -285,11 +287,19 @@ class QueueWorker:
 
     # -- running jobs -----------------------------------------------------------
 
-    def _start(self, delivery: Delivery) -> None:
-        metrics.jobs_started(self.queue, (delivery,))
-        running = Running(delivery, time.monotonic())
-        running.task = asyncio.create_task(self._execute(running))
-        self._running[delivery.entry_key] = running
+    def _start_all(self, deliveries: list[Delivery]) -> None:
+        metrics.jobs_started(self.queue, deliveries)
+        read_at = time.monotonic()
+        for delivery in deliveries:
+            running = Running(delivery, read_at)
+            running.task = asyncio.create_task(self._execute(running))
+            self._running[delivery.entry_key] = running
+
+    def _settle(self, running: Running) -> None:
+        """The handler returned: its slot frees while the outcome is written."""
+        key = running.delivery.entry_key
+        self._settling[key] = self._running.pop(key, running)
+        self._slot_freed.set()
 
     async def _execute(self, running: Running) -> None:
         d = running.delivery
@@ -309,10 +319,12 @@ class QueueWorker:
             except Exception as exc:
                 ran = time.monotonic() - started
                 metrics.job_ran(self.queue, ran)
+                self._settle(running)
                 await self._record_failure(d, exc, ran)
                 return
             ran = time.monotonic() - started
             metrics.job_ran(self.queue, ran)
+            self._settle(running)
             if await self._completer.complete(d, value):
                 metrics.job_outcome(self.queue, "completed")
                 log.info("%s: job %s completed in %.0f ms", self.queue, d.job_id, ran * 1000,
@@ -324,6 +336,7 @@ class QueueWorker:
                             "its result was discarded", self.queue, d.job_id)
         finally:
             self._running.pop(d.entry_key, None)
+            self._settling.pop(d.entry_key, None)
             self._slot_freed.set()
 
     async def _call_handler(self, d: Delivery) -> Any:
@@ -389,13 +402,13 @@ class QueueWorker:
                                 self.queue, d.job_id)
 
     def _in_flight(self) -> list[Delivery]:
-        running = [r.delivery for r in self._running.values()]
+        running = [r.delivery for r in (*self._running.values(), *self._settling.values())]
         return running + self._batches.in_flight if self._batches is not None else running
 
     async def _drain(self) -> None:
         """Shutdown: give running jobs the grace period, then cancel what is left.
         Cancelled jobs are not acked; they stay pending and are reclaimed elsewhere."""
-        tasks = [r.task for r in self._running.values()]
+        tasks = [r.task for r in (*self._running.values(), *self._settling.values())]
         if not tasks:
             return
         log.info("%s: waiting up to %.0fs for %d running job(s)", self.queue,
