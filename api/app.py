@@ -1,6 +1,7 @@
-"""The application factory: routes from the table, the error and auth middlewares,
-the body size limit, and the Redis pools opened and closed in cleanup contexts (the
-API's, and the one GET /api/events reads with, whose streams end at shutdown).
+"""The application factory: routes from the table and the dashboard's static files, the
+error and auth middlewares, the body size limit, and the Redis pools opened and closed in
+cleanup contexts (the API's, and the one GET /api/events reads with, whose streams end
+at shutdown).
 
 `create_app(settings)` is all a server or a test needs; api.server runs it.
 """
@@ -17,6 +18,7 @@ from api.auth import auth_middleware
 from api.endpoints import ENDPOINTS
 from api.errors import error_middleware, redis_unavailable
 from api.openapi import build_openapi
+from api.routes.dashboard import STATIC_DIR, STATIC_PREFIX
 from api.routes.events import events_context, stop_event_streams
 from api.schemas import JOB_IDS_MAX_CHARS
 from api.state import ADMIN, AUDIT, OPENAPI, PRODUCER, REDIS, ROLES, SETTINGS, SIGNAL_TYPES, TOKENS
@@ -42,6 +44,7 @@ def create_app(settings: Settings) -> web.Application:
     app[OPENAPI] = build_openapi(settings, ENDPOINTS)
     for ep in ENDPOINTS:
         app.router.add_route(ep.method, ep.path, ep.handler)
+    app.router.add_static(STATIC_PREFIX, STATIC_DIR)  # the dashboard's script and style: no role, like GET /
     app.cleanup_ctx.append(redis_context)
     app.cleanup_ctx.append(events_context)
     app.on_shutdown.append(stop_event_streams)

@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
-from api.routes import events, jobs, metrics, ops, queues, records, signals
+from api.routes import dashboard, events, jobs, metrics, ops, queues, records, signals
 from api.schemas import (JOB_REQUESTS, QUEUE_ACTIONS, AuditPage, BulkRemoveQuery, BulkRemoveResult, CleanResult,
                          CompanyView, ContactView, DeadLetterPage, DeadLetterRequest, Health, JobActionQuery,
                          JobActionResult, JobCreated, JobDetailView, JobsOverview, PageQuery, PauseResult,
@@ -114,6 +114,9 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              {200: str}, GUARDED, media_type="text/plain",
              notes="Prometheus text format, read from Redis at scrape time: jobs by state, stream length, group "
                    "lag and pending, dead letters, live workers, Redis memory; then this process's own figures."),
+    Endpoint("GET", "/", dashboard.dashboard_page, "The live dashboard page", "operations", None,
+             {200: str}, media_type="text/html",
+             notes="Static HTML; its script (under /static/) reads the API with the token entered on the page."),
     Endpoint("GET", "/api/openapi.json", ops.openapi_document, "This document", "operations", None,
              {200: dict[str, Any]}),
 )
