@@ -13,6 +13,7 @@ from functools import cache
 from importlib import resources
 from typing import Any, Literal
 
+import orjson
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
@@ -165,10 +166,8 @@ class QueueScripts:
         k = self.keys
         keys = [*k.lanes, k.state_index("active"), k.state_index("completed"), k.events,
                 k.inflight, k.job_prefix, k.logs_prefix]
-        args: list[Any] = [GROUP, consumer, self.policy.keep_completed,
-                           self.settings.events_max_len, len(runs)]
-        for d, value in runs:
-            args += [d.lane, d.entry_id, d.delivery, d.job_id, value]
+        encoded = orjson.dumps([(d.lane, d.entry_id, d.delivery, d.job_id, value) for d, value in runs])
+        args = [GROUP, consumer, self.policy.keep_completed, self.settings.events_max_len, encoded]
         return [bool(int(x)) for x in await self.scripts["complete"](keys, args)]
 
     async def fail(self, consumer: str, d: Delivery, error: BaseException, stack: str,

@@ -33,6 +33,14 @@ local function take_permit(limiterKey, max, windowMs, now, member)
   redis.call('PEXPIRE', limiterKey, windowMs)
 end
 
+-- One command over many values (field-value or score-member pairs, or members), sent in
+-- chunks that stay inside Lua's stack limit; nothing is sent for no values.
+local function call_many(command, key, values)
+  for i = 1, #values, 1000 do
+    redis.call(command, key, unpack(values, i, math.min(i + 999, #values)))
+  end
+end
+
 local function emit(eventsKey, maxLen, event, jobId, ...)
   redis.call('XADD', eventsKey, 'MAXLEN', '~', maxLen, '*', 'event', event, 'job', jobId, ...)
 end

@@ -76,7 +76,8 @@ if ARGV[4] ~= '' then
   end
 end
 
-local jobs = {}
+-- Index writes are gathered and sent once per key at the end (one HSET, ZREM, ZADD).
+local jobs, inflightPairs, startedIds, activePairs = {}, {}, {}, {}
 local function read_lane(lane, count)
   if count <= 0 then return 0 end
   local reply = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', count,
@@ -93,9 +94,11 @@ local function read_lane(lane, count)
     local rec = job and redis.call('HMGET', job, 'state', 'data', 'attemptsMade', 'stalls')
     if rec and rec[1] == 'waiting' then
       redis.call('HSET', job, 'state', 'active', 'processedAt', now)
-      redis.call('HSET', inflight, lane .. ':' .. entryId, jobId)
-      redis.call('ZREM', waiting, jobId)
-      redis.call('ZADD', active, now, jobId)
+      inflightPairs[#inflightPairs + 1] = lane .. ':' .. entryId
+      inflightPairs[#inflightPairs + 1] = jobId
+      startedIds[#startedIds + 1] = jobId
+      activePairs[#activePairs + 1] = now
+      activePairs[#activePairs + 1] = jobId
       take_permit(limiter, rateMax, rateWindow, now, lane .. ':' .. entryId)
       emit(events, eventsMaxLen, 'active', jobId)
       jobs[#jobs + 1] = { lane, entryId, jobId, rec[2], rec[3], rec[4] }
@@ -117,7 +120,12 @@ for lane = 1, 3 do
   remaining = remaining - read_lane(lane, remaining)
 end
 
-if #jobs > 0 then return { 'jobs', jobs } end
+if #jobs > 0 then
+  call_many('HSET', inflight, inflightPairs)
+  call_many('ZREM', waiting, startedIds)
+  call_many('ZADD', active, activePairs)
+  return { 'jobs', jobs }
+end
 
 local nextDue = -1
 local first = redis.call('ZRANGE', scheduled, 0, 0, 'WITHSCORES')
