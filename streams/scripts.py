@@ -117,10 +117,10 @@ class QueueScripts:
     async def add(self, jobs: list[tuple[str, str, str, Lane, float, str]]) -> list[tuple[str, bool]]:
         """jobs: (id, name, data JSON, lane, delay seconds, idempotency digest or '')."""
         k, policy = self.keys, self.policy
-        args: list[Any] = [self.queue, policy.attempts, policy.max_stalls,
-                           _ms(self.settings.idempotency_window), self.settings.events_max_len, len(jobs)]
-        for job_id, name, data, lane, delay, digest in jobs:
-            args += [job_id, name, data, LANES.index(lane) + 1, _ms(delay), digest]
+        encoded = orjson.dumps([(job_id, name, data, LANES.index(lane) + 1, _ms(delay), digest)
+                                for job_id, name, data, lane, delay, digest in jobs])
+        args = [self.queue, policy.attempts, policy.max_stalls, _ms(self.settings.idempotency_window),
+                self.settings.events_max_len, encoded]
         keys = [*k.lanes, k.state_index("waiting"), k.scheduled, k.events, k.job_prefix,
                 k.idempotency_prefix]
         reply = await self.scripts["add"](keys, args)
