@@ -11,11 +11,12 @@ GRACE ?= 24h
 LIMIT ?= 10000
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test workers queue-status queue-clean redis-start redis-stop
+.PHONY: help venv run test screenshot workers queue-status queue-clean redis-start redis-stop
 
 help:
 	@echo "make run           start Redis (embedded unless REDIS_URL is set) and the workers"
 	@echo "make test          run the test suite (extra flags: PYTEST_ARGS='-k name')"
+	@echo "make screenshot    run the dashboard's browser test and save its screenshot as docs/dashboard.png"
 	@echo "make workers       run the workers against REDIS_URL"
 	@echo "make queue-status  print queue depths, pending entries and dead letters"
 	@echo "make queue-clean   delete completed and failed jobs finished over GRACE (24h) ago; QUEUE=name for one"
@@ -36,6 +37,9 @@ run: venv
 
 test: venv
 	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+screenshot: venv
+	UPDATE_SCREENSHOT=1 $(BIN)/pytest -q tests/test_dashboard.py
 
 workers: venv
 	$(BIN)/tgjobs workers

@@ -7,7 +7,8 @@ enqueue one at a time, enqueue in batches, processing with a no-op handler, late
 from publish to handler start at 500 events/s; and the fast path with the real signals
 processor (enqueue and processing; latency is the no-op row's). Every figure is printed beside the
 floor's as a ratio: the regular queue's processing beside the floor's gather consume,
-the fast path's beside the floor's inline consume.
+the fast path's beside the floor's inline consume. The processing runs in a worker process of its own, whose peak
+RSS is the row's peak_rss_mb (the producer's lists are not in it).
 """
 
 from __future__ import annotations
@@ -48,14 +49,32 @@ def signal(i: int) -> dict[str, Any]:
             "data": {"contactId": f"c_{i % 1000}"}}
 
 
-async def through_engine(url: str, n: int, queue: str, handler: Any, name: str,
+def handler_for(kind: str, settings: Settings, redis: Any) -> Any:
+    return build_handlers(settings, redis)[FAST] if kind == "signals processor" else noop
+
+
+def _drain_in_worker_process(url: str, prefix: str, queue: str, kind: str, count: int) -> tuple[float, float]:
+    """Runs in a fresh process: one worker drains the queue; returns its rate and the
+    process's peak RSS (MB)."""
+
+    async def drain() -> float:
+        settings = settings_for(url, prefix)
+        redis = connect(settings)
+        worker = QueueWorker(settings, queue, handler_for(kind, settings, redis))
+        with Timer() as processing:
+            await worker.run(burst=True)
+        await redis.aclose()
+        return processing.rate(count)
+
+    return asyncio.run(drain()), peak_rss_mb()
+
+
+async def through_engine(url: str, n: int, queue: str, kind: str, name: str,
                          payload: Any = counter, measure_latency: bool = True) -> Figures:
-    """`handler` is a handler, or a function of (settings, redis) building one."""
+    """`kind`: "no-op" or "signals processor", the handler the worker runs."""
     settings = settings_for(url, unique_prefix("engine"))
     redis = connect(settings)
     producer = Producer(redis, settings)
-    if not measure_latency:
-        handler = handler(settings, redis)
     p50 = p99 = None
     try:
         with Timer() as single:
@@ -63,14 +82,15 @@ async def through_engine(url: str, n: int, queue: str, handler: Any, name: str,
                 await producer.add(queue, payload(i))
         with Timer() as bulk:
             await producer.add_many(queue, [JobSpec(payload(n + i)) for i in range(n)])
-        worker = QueueWorker(settings, queue, handler)
-        with Timer() as processing:
-            await worker.run(burst=True)
+        with multiprocessing.get_context("spawn").Pool(1) as pool:
+            process_rate, worker_rss = await asyncio.to_thread(
+                pool.apply, _drain_in_worker_process,
+                (settings.redis_connection_url(), settings.key_prefix, queue, kind, 2 * n))
         if measure_latency:
             p50, p99 = await latency(settings, queue, min(n, 2 * LATENCY_RATE_PER_S * 2))
     finally:
         await redis.aclose()
-    return Figures(name, single.rate(n), bulk.rate(n), processing.rate(2 * n), p50, p99, peak_rss_mb())
+    return Figures(name, single.rate(n), bulk.rate(n), process_rate, p50, p99, worker_rss)
 
 
 def _publish_paced(url: str, prefix: str, queue: str, count: int) -> None:
@@ -116,10 +136,10 @@ def main() -> None:
     n = event_count(20_000)
     with redis_url() as url:
         floor, floor_gather = run_floor(url, n)
-        regular = asyncio.run(through_engine(url, n, REGULAR, noop, "regular queue, no-op handler"))
-        fast = asyncio.run(through_engine(url, n, FAST, noop, "signals fast path, no-op handler"))
-        real = asyncio.run(through_engine(url, n, FAST, lambda s, r: build_handlers(s, r)[FAST],
-                                          "signals fast path, signals processor", signal, measure_latency=False))
+        regular = asyncio.run(through_engine(url, n, REGULAR, "no-op", "regular queue, no-op handler"))
+        fast = asyncio.run(through_engine(url, n, FAST, "no-op", "signals fast path, no-op handler"))
+        real = asyncio.run(through_engine(url, n, FAST, "signals processor", "signals fast path, signals processor",
+                                          signal, measure_latency=False))
     report(f"Regular queue against the floor (gather consume), N={n}", [floor_gather, regular], floor_gather)
     report(f"Signals fast path against the floor (inline consume), N={n}", [floor, fast, real], floor)
 

@@ -46,16 +46,18 @@ class BatchRunner:
         self._batch_handler = bool(getattr(handler, "handles_batches", False))
         self._outage = Outage(log, f"{self.queue} failures")
         self._lane_index = {lane_key: index for index, lane_key in enumerate(self.keys.lanes, 1)}
+        self._streams = dict.fromkeys(self.keys.lanes, ">")
+        self._job_prefix = self.keys.entry_job_prefix
 
     async def read(self, block_s: float) -> list[Delivery]:
         """One XREADGROUP over every lane; blocks up to `block_s` when all are empty."""
-        streams = dict.fromkeys(self.keys.lanes, ">")
-        reply = await self.redis.xreadgroup(GROUP, self.consumer, streams, count=self.policy.batch_size,
+        reply = await self.redis.xreadgroup(GROUP, self.consumer, self._streams, count=self.policy.batch_size,
                                             block=max(int(block_s * 1000), 1))
-        deliveries = [Delivery(self._lane_index[lane_key], entry_id, self.keys.entry_job_prefix + entry_id,
-                               fields.get("data"), 0, 0, 1)
+        prefix = self._job_prefix
+        deliveries = [Delivery(self._lane_index[lane_key], entry_id, prefix + entry_id, fields.get("data"), 0, 0, 1)
                       for lane_key, entries in reply or [] for entry_id, fields in entries]
-        deliveries.sort(key=lambda d: d.lane)  # strict priority within the batch
+        if len(reply or ()) > 1:
+            deliveries.sort(key=lambda d: d.lane)  # strict priority within the batch
         return deliveries
 
     async def run(self, deliveries: list[Delivery]) -> None:
@@ -85,6 +87,7 @@ class BatchRunner:
     def _parse(self, deliveries: list[Delivery]) -> tuple[list[JobContext], list[Delivery],
                                                           list[tuple[Delivery, Exception]]]:
         limit = self.settings.max_entry_bytes
+        queue, redis, keys, events_max_len = self.queue, self.redis, self.keys, self.settings.events_max_len
         jobs, kept, rejected = [], [], []
         for d in deliveries:
             if d.raw is None:
@@ -98,8 +101,8 @@ class BatchRunner:
             except orjson.JSONDecodeError as exc:
                 rejected.append((d, InvalidJob(f"entry data is not valid JSON: {exc}")))
                 continue
-            jobs.append(JobContext(d.job_id, self.queue, value, d.attempts_made + 1, d.stalls, self.redis,
-                                   self.keys, self.settings.events_max_len, tracked=False))
+            jobs.append(JobContext(d.job_id, queue, value, d.attempts_made + 1, d.stalls, redis, keys,
+                                   events_max_len, tracked=False))
             kept.append(d)
         return jobs, kept, rejected
 
