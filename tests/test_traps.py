@@ -364,3 +364,43 @@ async def test_concurrency_limit_is_respected(engine_redis: Redis, make_settings
 
     await asyncio.wait_for(QueueWorker(settings, Q, handler, redis=engine_redis).run(burst=True), 20)
     assert peak == 3
+
+
+async def test_a_slot_frees_when_the_handler_returns_and_shutdown_waits_for_the_write(
+        engine_redis: Redis, make_settings: Callable[..., Settings]) -> None:
+    # Concurrency 1: the second job starts while the first one's success is still being
+    # written (held here at the worker's own completer, not in Redis); the first stays in
+    # flight until it is written, and a stop in between waits for the write: nothing is
+    # left pending for another worker to run again.
+    settings = make_settings(jobs={"concurrency": 1})
+    first, second = await Producer(engine_redis, settings).add_many(Q, [JobSpec({"n": 1}), JobSpec({"n": 2})])
+    started: list[int] = []
+    worker = QueueWorker(settings, Q, lambda ctx: _record_start(started, ctx), redis=engine_redis)
+    write_held = asyncio.Event()
+    complete = worker._completer.complete
+
+    async def held_complete(delivery: Delivery, value: str) -> bool:
+        if delivery.job_id == first.id:
+            await write_held.wait()
+        return await complete(delivery, value)
+
+    worker._completer.complete = held_complete  # type: ignore[method-assign]
+    running = asyncio.create_task(worker.run())
+    await eventually(lambda: _true(started == [1, 2]))
+    assert worker.in_flight == 1  # the first, being written; the second finished and was written
+    worker.stop()
+    await asyncio.sleep(0.2)
+    assert not running.done()  # shutdown waits for the held write
+    write_held.set()
+    await asyncio.wait_for(running, 10)
+    admin = QueueAdmin(engine_redis, settings)
+    assert [(await admin.job(job.id)).state for job in (first, second)] == ["completed", "completed"]
+    assert (await admin.status(Q)).pending == 0
+
+
+async def _record_start(started: list[int], ctx: JobContext) -> None:
+    started.append(ctx.data["n"])
+
+
+async def _true(value: bool) -> bool:
+    return value
