@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from typing import TypeVar
 
 from aiohttp import web
 
@@ -32,6 +33,7 @@ _RECORD_IDS = {kind: re.compile(rf"^{kind}_{_RECORD_SUFFIX}$") for kind in ("res
 RECORD_ID_PATTERNS = {"researchId": _RECORD_IDS["res"], "reportId": _RECORD_IDS["rep"],
                       "scheduleId": _RECORD_IDS["sch"]}  # the path parameters' shapes, for the document
 HTML, JSON = "text/html", "application/json"
+T = TypeVar("T")
 
 
 def _outside_id(request: web.Request, name: str, what: str) -> str:
@@ -54,6 +56,12 @@ def _store(request: web.Request) -> Store:
     return Store(request.app[REDIS], request.app[SETTINGS])
 
 
+def _found(record: T | None, what: str, record_id: str) -> T:
+    if record is None:
+        raise NotFound(f"{what} {record_id!r} not found")
+    return record
+
+
 def _schedules(request: web.Request) -> Schedules:
     return Schedules(request.app[SETTINGS], request.app[REDIS], request.app[PRODUCER])
 
@@ -72,17 +80,13 @@ async def get_company(request: web.Request) -> web.Response:
 
 async def get_contact(request: web.Request) -> web.Response:
     contact_id = _outside_id(request, "contactId", "contact")
-    record = await _store(request).contact(contact_id)
-    if record is None:
-        raise NotFound(f"contact {contact_id!r} not found")
+    record = _found(await _store(request).contact(contact_id), "contact", contact_id)
     return respond(ContactView.model_validate(record))
 
 
 async def get_research(request: web.Request) -> web.Response:
     research_id = _record_id(request, "researchId", "res", "research")
-    record = await _store(request).research(research_id)
-    if record is None:
-        raise NotFound(f"research {research_id!r} not found")
+    record = _found(await _store(request).research(research_id), "research", research_id)
     return respond(ResearchView.model_validate(record))
 
 
@@ -90,14 +94,10 @@ async def get_report(request: web.Request) -> web.Response:
     report_id = _record_id(request, "reportId", "rep", "report")
     store = _store(request)
     if prefers_html(request.headers.get("Accept", "")):
-        html = await store.report_html(report_id)
-        if html is None:
-            raise NotFound(f"report {report_id!r} not found")
+        html = _found(await store.report_html(report_id), "report", report_id)
         response = web.Response(text=html, content_type=HTML, charset="utf-8")
     else:
-        record = await store.report(report_id)
-        if record is None:
-            raise NotFound(f"report {report_id!r} not found")
+        record = _found(await store.report(report_id), "report", report_id)
         response = respond(ReportView.model_validate(record))
     response.headers["Vary"] = "Accept"
     return response
