@@ -108,6 +108,9 @@ class QueueStatus:
     counts: dict[str, int]
     lanes: list[LaneInfo]
     dead_streams: list[DeadStreamInfo]
+    # Since the queue's keys were created, whatever retention or clean removed since:
+    completed_total: int = 0  # runs completed
+    failed_total: int = 0  # jobs failed for good (dead-lettered)
 
     @property
     def dead(self) -> int:
@@ -301,7 +304,7 @@ class QueueAdmin:
             for k in (k for keys in parts for k in keys):
                 for state in STATE_INDEXES:
                     pipe.zcard(k.state_index(state))
-                pipe.zcard(k.scheduled).hmget(k.meta, "paused", "completed").xlen(k.dead).hlen(k.failures)
+                pipe.zcard(k.scheduled).hmget(k.meta, "paused", "completed", "failed").xlen(k.dead).hlen(k.failures)
                 for lane_key in k.lanes:
                     pipe.xlen(lane_key).xinfo_groups(lane_key)
             replies = iter(await pipe.execute(raise_on_error=False))
@@ -315,19 +318,20 @@ class QueueAdmin:
         """One queue's figures from each partition's replies, summed."""
         queue = partitions[0].queue
         totals = dict.fromkeys(("waiting", "active", "retrying", "completed", "failed", "scheduled",
-                                "backing_off", "runs_completed"), 0)
+                                "backing_off", "runs_completed", "runs_failed"), 0)
         lanes: list[LaneInfo] = []
         dead_streams: list[DeadStreamInfo] = []
         paused = False
         for k, own in zip(partitions, replies):
             *indexes, scheduled, meta, dead, backing_off = map(_ok, own[:9])
-            flag, runs_completed = meta or (None, None)
+            flag, runs_completed, runs_failed = meta or (None, None, None)
             paused = paused or flag == "1"  # pause sets every partition's flag
             for name, count in zip(("waiting", "active", "retrying", "completed", "failed"), indexes):
                 totals[name] += count
             totals["scheduled"] += scheduled
             totals["backing_off"] += backing_off
             totals["runs_completed"] += int(runs_completed or 0)
+            totals["runs_failed"] += int(runs_failed or 0)
             lane_replies = own[9:]
             lanes += [LaneInfo(lane, k.lane(lane), _ok(lane_replies[2 * j]), _groups(lane_replies[2 * j + 1]),
                                k.partition) for j, lane in enumerate(LANES)]
@@ -345,7 +349,8 @@ class QueueAdmin:
         counts = {"waiting": 0 if paused else waiting, "active": active,
                   "delayed": retrying + totals["scheduled"], "completed": completed, "failed": failed,
                   "paused": waiting if paused else 0}
-        return QueueStatus(queue, paused, counts, lanes, dead_streams)
+        return QueueStatus(queue, paused, counts, lanes, dead_streams, totals["runs_completed"],
+                           totals["runs_failed"])
 
     async def _describe_groups(self, lanes: list[LaneInfo]) -> None:
         """Fills in each group's consumers and the age of its oldest pending entry."""

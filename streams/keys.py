@@ -111,7 +111,8 @@ class QueueKeys:
 
     @property
     def meta(self) -> str:
-        """Hash of queue-wide flags (paused)."""
+        """Hash of queue-wide state: the paused flag, the weighted-read cycle, and the
+        totals of runs completed and of jobs failed for good (dead-lettered)."""
         return f"{self.tag}:meta"
 
     @property

@@ -165,7 +165,7 @@ class QueueScripts:
         """runs: (delivery, return value as JSON). True where the outcome was recorded."""
         k = self.keys
         keys = [*k.lanes, k.state_index("active"), k.state_index("completed"), k.events,
-                k.inflight, k.job_prefix, k.logs_prefix]
+                k.inflight, k.job_prefix, k.logs_prefix, k.meta]
         encoded = orjson.dumps([(d.lane, d.entry_id, d.delivery, d.job_id, value) for d, value in runs])
         args = [GROUP, consumer, self.policy.keep_completed, self.settings.events_max_len, encoded]
         return [bool(int(x)) for x in await self.scripts["complete"](keys, args)]
@@ -175,7 +175,7 @@ class QueueScripts:
         k, policy = self.keys, self.policy
         keys = [k.lanes[d.lane - 1], k.state_index("active"), k.state_index("retrying"),
                 k.state_index("failed"), k.dead, k.events, k.inflight, k.job_prefix,
-                k.logs_prefix]
+                k.logs_prefix, k.meta]
         message = str(error) or type(error).__name__
         args = [GROUP, consumer, d.lane, d.entry_id, d.delivery, d.job_id, message,
                 type(error).__name__, stack, _ms(backoff), "1" if unrecoverable else "0",
@@ -187,7 +187,7 @@ class QueueScripts:
                          backoff: float, unrecoverable: bool) -> Literal["retry", "dead", "lost"]:
         """The fast path's fail(): the entry has no record, so its data travels along."""
         k, policy = self.keys, self.policy
-        keys = [k.lanes[d.lane - 1], k.failures, k.dead, k.events]
+        keys = [k.lanes[d.lane - 1], k.failures, k.dead, k.events, k.meta]
         args = [GROUP, consumer, d.lane, LANES[d.lane - 1], d.entry_id, d.delivery, d.job_id, raw_data,
                 str(error) or type(error).__name__, type(error).__name__, d.attempts_made, d.stalls,
                 _ms(backoff), "1" if unrecoverable else "0", policy.attempts,

@@ -71,8 +71,9 @@ async def test_invalid_entries_are_dead_lettered_and_the_rest_complete(
     assert any("not valid JSON" in r for r in reasons)
     assert any("no 'data' field" in r for r in reasons)
     assert any("over the limit of 100" in r for r in reasons)
-    counts = (await QueueAdmin(engine_redis, settings).status(Q)).counts
-    assert (counts["completed"], counts["failed"]) == (2, 3)
+    status = await QueueAdmin(engine_redis, settings).status(Q)
+    assert (status.counts["completed"], status.counts["failed"]) == (2, 3)
+    assert (status.completed_total, status.failed_total) == (2, 3)
     assert await engine_redis.xpending(key, GROUP) == {"pending": 0, "min": None, "max": None, "consumers": []}
 
 
@@ -163,6 +164,7 @@ async def test_entries_of_a_dead_worker_are_reclaimed_and_poison_is_dead_lettere
     assert (await scripts.reclaim("third", 10)).jobs == []
     (letter,) = await QueueAdmin(engine_redis, settings).dead_letters(Q)
     assert (letter.job_id, letter.error_type, letter.data, letter.stalls) == (poison.id, "Stalled", {"poison": True}, 2)
+    assert (await QueueAdmin(engine_redis, settings).status(Q)).failed_total == 1  # counted by reclaim.lua
 
 
 async def test_batch_handler_gets_the_whole_batch_and_fails_items_alone(

@@ -153,6 +153,7 @@ async def test_a_job_that_crashes_every_worker_is_dead_lettered(
     assert (record.state, record.attemptsMade, record.stalls) == ("failed", 0, 3)
     (letter,) = await admin.dead_letters(Q)
     assert letter.error_type == "Stalled" and letter.job_id == job.id
+    assert (await QueueAdmin(engine_redis, settings).status(Q)).failed_total == 1
 
 
 async def test_reclaim_walks_the_whole_pending_list(

@@ -7,10 +7,11 @@ holding only that collector (concurrent scrapes share nothing), then appends thi
 process's own registry (streams.metrics: process figures, and the worker figures
 when workers run in this process, as under `tgjobs up`).
 
-Queue figures are gauges: what Redis holds now. `tgjobs_queue_jobs{state="completed"}`
-is the completed records retained (retention and clean lower it; on fast-path queues,
-the runs counted as batches are acked); rates of completions and failures come from
-the workers' counters (tgjobs_worker_jobs_completed_total, ..._failed_total).
+Queue figures are gauges of what Redis holds now (`tgjobs_queue_jobs{state="completed"}`
+is the completed records retained: retention and clean lower it), but for two counters
+kept in the queue's meta hash by the scripts themselves: tgjobs_queue_jobs_completed_total
+(runs completed) and tgjobs_queue_jobs_failed_total (jobs dead-lettered), which every
+API process reports alike and no worker restart resets.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.registry import Collector
 
@@ -57,8 +58,14 @@ class QueueCollector(Collector):
                                    "pending entry", labels=["queue", "lane", "partition", "group"])
         consumers = GaugeMetricFamily("tgjobs_queue_group_consumers", "Consumers of the group",
                                       labels=["queue", "lane", "partition", "group"])
+        completed = CounterMetricFamily("tgjobs_queue_jobs_completed", "Runs of the queue completed, from Redis "
+                                        "(retention and clean do not lower it)", labels=["queue"])
+        failed = CounterMetricFamily("tgjobs_queue_jobs_failed", "Jobs of the queue failed for good "
+                                     "(dead-lettered), from Redis", labels=["queue"])
         for status in self.statuses:
             q = status.queue
+            completed.add_metric([q], status.completed_total)
+            failed.add_metric([q], status.failed_total)
             for state in STATES:
                 jobs.add_metric([q, state], status.counts.get(state, 0))
             paused.add_metric([q], 1 if status.paused else 0)
@@ -78,7 +85,7 @@ class QueueCollector(Collector):
                     consumers.add_metric(labels, len(group.consumers))
                     if group.oldest_pending_ms is not None:
                         oldest.add_metric(labels, group.oldest_pending_ms / 1000)
-        yield from (jobs, paused, dead, length, lag, pending, oldest, consumers)
+        yield from (jobs, completed, failed, paused, dead, length, lag, pending, oldest, consumers)
         if self.live_workers is not None:
             workers = GaugeMetricFamily("tgjobs_queue_live_workers", "Worker processes registered for the queue "
                                         "whose heartbeat has not expired", labels=["queue"])

@@ -66,6 +66,7 @@ local function dead_letter(ctx, job, jobId, laneKey, entryId, inflightField, rea
     'attempts', rec[2] or '0', 'stalls', rec[3] or '0',
     'createdAt', rec[4] or '', 'failedAt', now)
   redis.call('XACK', laneKey, ctx.group, entryId)
+  redis.call('HINCRBY', ctx.meta, 'failed', 1)  -- the queue's total of final failures
   redis.call('HDEL', ctx.inflight, inflightField)
   redis.call('HSET', job, 'state', 'failed', 'failedReason', reason, 'finishedAt', now)
   redis.call('ZREM', ctx.active, jobId)
@@ -91,6 +92,7 @@ local function dead_letter_entry(ctx, laneKey, laneName, entryId, field, jobId, 
     'error', reason, 'errorType', errorType, 'attempts', attempts, 'stalls', stalls,
     'createdAt', string.match(entryId, '^(%d+)'), 'failedAt', now)
   redis.call('XACK', laneKey, ctx.group, entryId)
+  redis.call('HINCRBY', ctx.meta, 'failed', 1)
   redis.call('HDEL', ctx.failures, field)
   emit(ctx.events, ctx.eventsMaxLen, 'failed', jobId, 'error', reason)
 end

@@ -6,6 +6,7 @@
   KEYS[1..3] lane streams high, normal, low
   KEYS[4] active index   KEYS[5] completed index   KEYS[6] events stream
   KEYS[7] in-flight hash KEYS[8] job key prefix    KEYS[9] logs key prefix
+  KEYS[10] meta hash (the 'completed' total)
 
   ARGV[1] group  ARGV[2] consumer  ARGV[3] completed records kept  ARGV[4] events cap
   ARGV[5] the runs as one JSON array (one argument instead of 5 per run, whose packing
@@ -54,5 +55,6 @@ end
 call_many('HDEL', inflight, inflightFields)
 call_many('ZREM', active, doneIds)
 call_many('ZADD', completed, completedPairs)
+if #doneIds > 0 then redis.call('HINCRBY', KEYS[10], 'completed', #doneIds) end
 enforce_retention(completed, keep, jobPrefix, logsPrefix)
 return results

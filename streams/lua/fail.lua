@@ -7,6 +7,7 @@
   KEYS[1] lane stream     KEYS[2] active index     KEYS[3] retrying index
   KEYS[4] failed index    KEYS[5] dead letters     KEYS[6] events stream
   KEYS[7] in-flight hash  KEYS[8] job key prefix   KEYS[9] logs key prefix
+  KEYS[10] meta hash (the 'failed' total)
 
   ARGV[1] group  ARGV[2] consumer  ARGV[3] lane index  ARGV[4] entry id
   ARGV[5] delivery count  ARGV[6] job id  ARGV[7] error message  ARGV[8] error type
@@ -26,7 +27,7 @@ local ctx = {
   group = group, queue = ARGV[15], active = KEYS[2], retrying = KEYS[3], failed = KEYS[4],
   dead = KEYS[5], events = KEYS[6], inflight = KEYS[7], jobPrefix = KEYS[8],
   logsPrefix = KEYS[9], keepFailed = tonumber(ARGV[12]), eventsMaxLen = ARGV[13],
-  deadMaxLen = ARGV[14],
+  deadMaxLen = ARGV[14], meta = KEYS[10],
 }
 local now = now_ms()
 

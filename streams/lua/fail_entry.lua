@@ -6,6 +6,7 @@
   its own data and acked.
 
   KEYS[1] lane stream   KEYS[2] failures hash   KEYS[3] dead letters   KEYS[4] events stream
+  KEYS[5] meta hash (the 'failed' total)
 
   ARGV[1] group  ARGV[2] consumer  ARGV[3] lane index  ARGV[4] lane name  ARGV[5] entry id
   ARGV[6] delivery count  ARGV[7] job id  ARGV[8] data (JSON, as the entry had it)
@@ -24,7 +25,7 @@ local message, errorType = ARGV[9], ARGV[10]
 local attempts, stalls = tonumber(ARGV[11]) + 1, ARGV[12]
 local backoffMs, unrecoverable, maxAttempts = tonumber(ARGV[13]), ARGV[14] == '1', tonumber(ARGV[15])
 local ctx = { group = group, queue = ARGV[18], failures = KEYS[2], dead = KEYS[3], events = KEYS[4],
-              deadMaxLen = ARGV[16], eventsMaxLen = ARGV[17] }
+              deadMaxLen = ARGV[16], eventsMaxLen = ARGV[17], meta = KEYS[5] }
 local field = laneIndex .. ':' .. entryId
 
 if not owns(lane, group, entryId, consumer, delivery) then return 'lost' end

@@ -45,7 +45,7 @@ local ctx = {
   group = group, queue = ARGV[14], active = KEYS[6], retrying = KEYS[7], failed = KEYS[8],
   dead = KEYS[9], events = KEYS[10], inflight = KEYS[11], jobPrefix = KEYS[12],
   logsPrefix = KEYS[13], failures = KEYS[14], eventsMaxLen = ARGV[11], deadMaxLen = ARGV[12],
-  keepFailed = tonumber(ARGV[13]),
+  keepFailed = tonumber(ARGV[13]), meta = KEYS[4],
 }
 local now = now_ms()
 

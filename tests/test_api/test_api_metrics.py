@@ -1,6 +1,8 @@
 """GET /metrics: the Prometheus text the API renders from Redis at scrape time, parsed
 with the Prometheus client's own parser, after real jobs ran (two completed, one
-dead-lettered); the viewer role is needed when tokens are configured."""
+dead-lettered); the viewer role is needed when tokens are configured. The queue's
+completed and failed totals are counters kept in Redis: cleaning records lowers the
+gauges, not them."""
 
 from __future__ import annotations
 
@@ -32,6 +34,8 @@ async def test_metrics_after_jobs_ran(api: Api) -> None:
     assert status == 200 and content_type == "text/plain", text
     before = samples(text)
     assert value(before, "tgjobs_queue_jobs", queue="research", state="waiting") == 3
+    assert value(before, "tgjobs_queue_jobs_completed_total", queue="research") == 0
+    assert value(before, "tgjobs_queue_jobs_failed_total", queue="research") == 0
     assert sum(value(before, "tgjobs_queue_stream_length", queue="research", lane=lane, partition="0")
                for lane in ("high", "normal", "low")) == 3
 
@@ -57,6 +61,17 @@ async def test_metrics_after_jobs_ran(api: Api) -> None:
     assert value(after, "tgjobs_worker_jobs_failed_total", queue="research", outcome="dead") >= 1
     assert value(after, "tgjobs_worker_job_run_seconds_count", queue="research") >= 3
     assert value(after, "tgjobs_worker_job_queue_wait_seconds_count", queue="research") >= 3
+    assert value(after, "tgjobs_queue_jobs_completed_total", queue="research") == 2
+    assert value(after, "tgjobs_queue_jobs_failed_total", queue="research") == 1
+
+    for kind in ("completed", "failed"):
+        status, body = await api.post("/api/queues/research", {"action": "clean", "options": {"type": kind}})
+        assert status == 200 and body["removed"] == (2 if kind == "completed" else 1), body
+    cleaned = samples((await scrape(api))[2])
+    assert value(cleaned, "tgjobs_queue_jobs", queue="research", state="completed") == 0
+    assert value(cleaned, "tgjobs_queue_jobs", queue="research", state="failed") == 0
+    assert value(cleaned, "tgjobs_queue_jobs_completed_total", queue="research") == 2
+    assert value(cleaned, "tgjobs_queue_jobs_failed_total", queue="research") == 1
 
 
 async def test_metrics_need_a_token(api: Api) -> None:
