@@ -6,6 +6,7 @@ pipeline for all its effects); `handle` runs one signal as a regular job.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 
 SCRIPT = "record_signals.lua"
 JOB_CHANGE = "Job Change"
+PIPELINE_SIGNALS = 128  # signals per pipeline of script calls (see _record_all)
 # Event times this far ahead of the worker's clock are skew, not the future: counted now.
 FUTURE_SKEW_MS = 5 * 60 * 1000
 
@@ -141,23 +143,18 @@ class SignalProcessor:
         with `error` set and changes nothing; Redis errors raise, and the whole batch can be
         run again safely (every effect is idempotent by signalId)."""
         results = [SignalResult(s.signalId) for s in signals]
-        now = now_ms()
-        received = iso_instant(now)
-        batches: dict[str, _CompanyBatch] = {}
+        by_company: dict[str, list[int]] = {}
         for index, signal in enumerate(signals):
             if signal.signalType not in self.types:
                 results[index].error = (f"unknown signalType {signal.signalType!r}; configured types: "
                                         f"{', '.join(self.settings.signal_types)}")
-                continue
-            batch = batches.get(signal.companyId)
-            if batch is None:
-                batch = batches[signal.companyId] = self._new_batch(signal.companyId, now)
-            self._add(batch, index, signal, received)
-        if not batches:
+            else:
+                by_company.setdefault(signal.companyId, []).append(index)
+        if not by_company:
             return results
-        replies = await self._record(list(batches.values()), now)
+        batches, replies = await self._record_all(signals, by_company)
         pending: list[tuple[SignalResult, SignalData, str]] = []
-        for batch, reply in zip(batches.values(), replies):
+        for batch, reply in zip(batches, replies):
             _, rows = reply
             for index, (duplicate, score, claimed) in zip(batch.indices, rows):
                 result = results[index]
@@ -169,6 +166,36 @@ class SignalProcessor:
         return results
 
     # -- the record_signals.lua call ----------------------------------------------------
+
+    async def _record_all(self, signals: Sequence[SignalData], by_company: dict[str, list[int]]
+                          ) -> tuple[list[_CompanyBatch], list[Any]]:
+        """Builds each company's call and sends them in pipelines of about
+        PIPELINE_SIGNALS signals, each sent as soon as it is built: Redis runs one
+        pipeline's scripts while the next is being built. Companies' keys are disjoint,
+        so the pipelines' order does not matter; one company is always one call."""
+        now = now_ms()
+        received = iso_instant(now)
+        batches: list[_CompanyBatch] = []
+        sending: list[asyncio.Task[list[Any]]] = []
+        start = built = 0
+        for company_id, indices in by_company.items():
+            batch = self._new_batch(company_id, now)
+            for index in indices:
+                self._add(batch, index, signals[index], received)
+            batches.append(batch)
+            built += len(indices)
+            if built >= PIPELINE_SIGNALS:
+                sending.append(asyncio.create_task(self._record(batches[start:])))
+                start, built = len(batches), 0
+                await asyncio.sleep(0)  # let it go out before building the next
+        if start < len(batches):
+            sending.append(asyncio.create_task(self._record(batches[start:])))
+        try:
+            replies = [reply for chunk in await asyncio.gather(*sending) for reply in chunk]
+        finally:
+            for task in sending:  # on an error, none is left running
+                task.cancel()
+        return batches, replies
 
     def _new_batch(self, company_id: str, now: int) -> _CompanyBatch:
         keys = self.store.company(company_id)
@@ -199,7 +226,7 @@ class SignalProcessor:
         """A day's buckets live until the retention has passed after the day's end."""
         return day_ends + int(self.settings.signal_counts_retention * 1000)
 
-    async def _record(self, batches: list[_CompanyBatch], now: int) -> list[Any]:
+    async def _record(self, batches: list[_CompanyBatch]) -> list[Any]:
         """One pipeline of script calls, one per company. Scripts missing from Redis
         (restart, failover, SCRIPT FLUSH) are loaded and those calls re-run: NOSCRIPT
         means the call did nothing."""
