@@ -50,9 +50,12 @@ class BatchRunner:
         self._job_prefix = self.keys.entry_job_prefix
 
     async def read(self, block_s: float) -> list[Delivery]:
-        """One XREADGROUP over every lane; blocks up to `block_s` when all are empty."""
+        """One XREADGROUP over every lane; blocks up to `block_s` when all are empty (0:
+        answers at once; a short BLOCK would not, Redis times blocked reads out on its
+        own clock, tens of milliseconds late)."""
+        block = max(int(block_s * 1000), 1) if block_s > 0 else None
         reply = await self.redis.xreadgroup(GROUP, self.consumer, self._streams, count=self.policy.batch_size,
-                                            block=max(int(block_s * 1000), 1))
+                                            block=block)
         prefix = self._job_prefix
         deliveries = [Delivery(self._lane_index[lane_key], entry_id, prefix + entry_id, fields.get("data"), 0, 0, 1)
                       for lane_key, entries in reply or [] for entry_id, fields in entries]

@@ -157,7 +157,7 @@ class QueueWorker:
                 return True
             await self._sleep(min(self._until_maintenance(), PAUSED_POLL_S))
             return False
-        block = 0.001 if burst else min(self._until_maintenance(), self.settings.read_block, FAST_BLOCK_MAX_S)
+        block = 0.0 if burst else min(self._until_maintenance(), self.settings.read_block, FAST_BLOCK_MAX_S)
         deliveries = await batches.read(block)
         self._outage.succeeded()
         if deliveries:
