@@ -312,20 +312,20 @@ class QueueWorker:
             log.debug("%s: job %s started (attempt %d)", self.queue, d.job_id, d.attempts_made + 1,
                       extra={"queue": self.queue, "job": d.job_id, "attempt": d.attempts_made + 1})
             started = time.monotonic()
+            value = ""  # the encoded result, or
+            error: Exception | None = None  # what the handler raised
             try:
                 value = self._encode(await self._call_handler(d))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                ran = time.monotonic() - started
-                metrics.job_ran(self.queue, ran)
-                self._settle(running)
-                await self._record_failure(d, exc, ran)
-                return
+                error = exc
             ran = time.monotonic() - started
             metrics.job_ran(self.queue, ran)
             self._settle(running)
-            if await self._completer.complete(d, value):
+            if error is not None:
+                await self._record_failure(d, error, ran)
+            elif await self._completer.complete(d, value):
                 metrics.job_outcome(self.queue, "completed")
                 log.info("%s: job %s completed in %.0f ms", self.queue, d.job_id, ran * 1000,
                          extra={"queue": self.queue, "job": d.job_id, "attempt": d.attempts_made + 1,
