@@ -81,7 +81,6 @@ IN_FLIGHT = InFlight()
 REGISTRY.register(IN_FLIGHT)
 
 
-
 class QueueHistogram(Collector):
     """A histogram per queue that takes a whole batch of observations at once:
     prometheus_client's Histogram takes one value per call, with a lock and a bucket
@@ -102,16 +101,20 @@ class QueueHistogram(Collector):
             counts[bisect_left(bounds, value)] += 1  # bucket i holds bounds[i-1] < value <= bounds[i]
             total += value
         with self._lock:
-            kept, kept_sum = self._queues.setdefault(queue, ([0] * (len(bounds) + 1), [0.0]))
+            kept, kept_sum = self._kept(queue)
             for i, count in enumerate(counts):
                 kept[i] += count
             kept_sum[0] += total
 
     def observe(self, queue: str, value: float) -> None:
         with self._lock:
-            kept, kept_sum = self._queues.setdefault(queue, ([0] * (len(self.bounds) + 1), [0.0]))
+            kept, kept_sum = self._kept(queue)
             kept[bisect_left(self.bounds, value)] += 1
             kept_sum[0] += value
+
+    def _kept(self, queue: str) -> tuple[list[int], list[float]]:
+        """The queue's bucket counts and sum; call under the lock."""
+        return self._queues.setdefault(queue, ([0] * (len(self.bounds) + 1), [0.0]))
 
     def collect(self) -> Iterator[Metric]:
         family = HistogramMetricFamily(self.name, self.documentation, labels=["queue"])

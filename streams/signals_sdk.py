@@ -4,7 +4,8 @@ reads (README, "Signals: wire format and producers").
 One signal is one ``XADD`` to the lane named by its ``priority`` (``high``, ``normal``
 (default), ``low``) with a single field ``data``: the signal as compact UTF-8 JSON. The
 entry id is Redis's own (``*``); the signal's job id is ``<queue>-<entry id>``. On a
-partitioned queue the lane is the one of the partition its ``companyId`` routes to.
+partitioned queue the lane is the one of the partition its ``companyId`` routes to, and
+a partition p > 0 names itself in the job id: ``<queue>-p<p>-<entry id>``.
 
 ``SignalPublisher`` (redis.asyncio) and ``SyncSignalPublisher`` (redis-py's sync client,
 for WSGI apps, threads and scripts) each have ``publish_signal(signal)`` and
