@@ -11,7 +11,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, StringConstraints, WithJsonSchema, create_model
 
 from processors.models import JOB_TYPES, JobData
-from streams.admin import DeadLetter, QueueStatus
+from streams.admin import QueueStatus
+from streams.listing import DeadLetter
 from streams.job import Job, JobState
 from streams.keys import JOB_ID_RE
 
@@ -136,10 +137,12 @@ class JobCreated(Response):
 class QueueCounts(Response):
     waiting: int
     active: int
-    completed: int
-    failed: int
+    completed: int = Field(description="completed jobs retention keeps (at most the queue's keep_completed)")
+    failed: int = Field(description="failed jobs retention keeps (at most the queue's keep_failed)")
     delayed: int
     paused: int
+    completedTotal: int = Field(description="runs completed since the queue began, whatever retention dropped")
+    failedTotal: int = Field(description="jobs failed for good (dead-lettered) since the queue began")
     dead: int
     lag: int | None = Field(description="entries the workers have not read yet; null when Redis cannot tell")
 
@@ -152,7 +155,9 @@ class JobsOverview(Response):
     @classmethod
     def of(cls, statuses: list[QueueStatus], now_ms: int) -> JobsOverview:
         return cls(totalJobs=sum(sum(s.counts.values()) for s in statuses),
-                   queues={s.queue: QueueCounts(**s.counts, dead=s.dead, lag=s.lag) for s in statuses},
+                   queues={s.queue: QueueCounts(**s.counts, completedTotal=s.completed_total,
+                                                failedTotal=s.failed_total, dead=s.dead, lag=s.lag)
+                           for s in statuses},
                    timestamp=now_ms)
 
 
@@ -206,9 +211,11 @@ class StateCounts(Response):
     waiting: int
     active: int
     delayed: int
-    completed: int
-    failed: int
+    completed: int = Field(description="completed jobs retention keeps (at most the queue's keep_completed)")
+    failed: int = Field(description="failed jobs retention keeps (at most the queue's keep_failed)")
     paused: int
+    completedTotal: int = Field(description="runs completed since the queue began, whatever retention dropped")
+    failedTotal: int = Field(description="jobs failed for good (dead-lettered) since the queue began")
 
 
 class QueueView(Response):
@@ -224,7 +231,8 @@ class QueueView(Response):
 
     @classmethod
     def of(cls, status: QueueStatus) -> QueueView:
-        return cls(name=status.queue, paused=status.paused, counts=StateCounts(**status.counts), dead=status.dead,
+        counts = StateCounts(**status.counts, completedTotal=status.completed_total, failedTotal=status.failed_total)
+        return cls(name=status.queue, paused=status.paused, counts=counts, dead=status.dead,
                    length=status.length, lag=status.lag, pending=status.pending)
 
 

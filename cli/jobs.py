@@ -13,7 +13,7 @@ from cli.common import (EXIT_USAGE, CliError, CommandAdder, check_job_id, check_
                         print_json, progress, run_with_redis)
 from config import Settings
 from streams import JobSpec, Producer, QueueAdmin
-from streams.admin import reported_state
+from streams.listing import reported_state
 from streams.producer import BATCH_CHUNK
 
 

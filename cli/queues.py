@@ -49,8 +49,7 @@ def add_commands(command: CommandAdder) -> None:
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     figures = run_with_redis(settings, lambda redis: QueueAdmin(redis, settings).all_status())
-    rows = [{"queue": s.queue, "state": "paused" if s.paused else "running", **s.counts,
-             "dead": s.dead, "length": s.length, "lag": s.lag, "pending": s.pending} for s in figures]
+    rows = [{"queue": s.queue, "state": "paused" if s.paused else "running", **s.figures()} for s in figures]
     if args.json:
         print_json(rows)
     else:

@@ -2,10 +2,9 @@
 and throughput over the last seconds), redrawn every second with rich; `--once`
 prints one frame (a table, or JSON with `--json`) for tests and pipes.
 
-Throughput of a queue with job records is counted from its events stream (the
-`completed` and `failed` events, timed by their entry ids, so even the first frame has
-a rate); a fast-path queue has no per-job events, so its rate is the change of its
-run counters between frames.
+Throughput is counted from each queue's events stream (the `completed` and `failed`
+events, timed by their entry ids, so even the first frame has a rate; a fast-path
+batch's one `completed` event carries its count).
 """
 
 from __future__ import annotations
@@ -43,19 +42,13 @@ def add_commands(command: CommandAdder) -> None:
 class QueueRate:
     """Finishes of one queue in the last RATE_WINDOW_S seconds."""
 
-    events_after: str | None = None  # last events entry read (queues with records)
-    finished: deque[tuple[float, str]] = field(default_factory=deque)  # (seconds, "completed"|"failed")
-    samples: deque[tuple[float, int, int]] = field(default_factory=deque)  # fast path: (t, completed, failed)
+    events_after: str | None = None  # last events entry read
+    finished: deque[tuple[float, str, int]] = field(default_factory=deque)  # (seconds, event, jobs)
 
-    def rates(self, now: float) -> tuple[float, float]:
-        if self.samples:
-            t0, c0, f0 = self.samples[0]
-            _, c1, f1 = self.samples[-1]
-            span = max(now - t0, 1e-3)
-            return (max(c1 - c0, 0) / span if len(self.samples) > 1 else 0.0,
-                    max(f1 - f0, 0) / span if len(self.samples) > 1 else 0.0)
-        done = sum(1 for _, kind in self.finished if kind == "completed")
-        return done / RATE_WINDOW_S, (len(self.finished) - done) / RATE_WINDOW_S
+    def rates(self) -> tuple[float, float]:
+        done = sum(count for _, kind, count in self.finished if kind == "completed")
+        failed = sum(count for _, kind, count in self.finished if kind == "failed")
+        return done / RATE_WINDOW_S, failed / RATE_WINDOW_S
 
 
 class Watcher:
@@ -73,13 +66,8 @@ class Watcher:
         rows = []
         for status in statuses:
             rate = self.rates[status.queue]
-            if self.settings.policy(status.queue).records:
-                await self._read_events(status.queue, rate, now)
-            else:
-                rate.samples.append((now, status.counts["completed"], status.counts["failed"]))
-                while len(rate.samples) > 2 and rate.samples[1][0] <= now - RATE_WINDOW_S:
-                    rate.samples.popleft()
-            rows.append(_row(status, *rate.rates(now)))
+            await self._read_events(status.queue, rate, now)
+            rows.append(_row(status, *rate.rates()))
         return {"at": int(now * 1000), "workers": len(workers), "queues": rows}
 
     async def _read_events(self, queue: str, rate: QueueRate, now: float) -> None:
@@ -89,7 +77,8 @@ class Watcher:
             entries = await self.redis.xrange(key, start, "+", count=EVENTS_PAGE)
             for entry_id, fields in entries:
                 if fields.get("event") in ("completed", "failed"):
-                    rate.finished.append((int(entry_id.split("-")[0]) / 1000, fields["event"]))
+                    rate.finished.append((int(entry_id.split("-")[0]) / 1000, fields["event"],
+                                          int(fields.get("count") or 1)))
             if entries:
                 rate.events_after = entries[-1][0]
                 start = f"({rate.events_after}"
@@ -103,8 +92,7 @@ class Watcher:
 
 def _row(status: QueueStatus, done: float, failed: float) -> dict[str, Any]:
     consumers = {c.name for lane in status.lanes for c in lane.consumers}
-    return {"queue": status.queue, "state": "paused" if status.paused else "running", **status.counts,
-            "dead": status.dead, "length": status.length, "lag": status.lag, "pending": status.pending,
+    return {"queue": status.queue, "state": "paused" if status.paused else "running", **status.figures(),
             "consumers": len(consumers), "donePerSecond": round(done, 2), "failedPerSecond": round(failed, 2)}
 
 

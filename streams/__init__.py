@@ -4,7 +4,8 @@ reclaiming pending entries, dead-lettered after their last attempt.
 The public surface is re-exported here; see README.md for how jobs map onto streams.
 """
 
-from streams.admin import DeadLetter, QueueAdmin, QueueStatus
+from streams.admin import QueueAdmin, QueueStatus
+from streams.listing import DeadLetter
 from streams.connection import connect
 from streams.context import Handler, JobContext
 from streams.errors import (InvalidJob, JobNotFound, JobStateConflict, JobTimeout, StreamsError,

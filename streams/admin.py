@@ -11,25 +11,24 @@ on every partition.
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import orjson
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from config import Settings
 from streams.errors import JobNotFound, JobStateConflict, UnknownQueue
 from streams.job import Job, JobState
+from streams.keeping import JobKeeping, keeping
 from streams.keys import GROUP, LANES, QueueKeys, partition_keys, queue_of_job
-from streams.scripts import SCRIPT_NAMES, QueueScripts, Scripts, script_source
+from streams.listing import DeadLetter, JobDetail, JobPage, entry_order, first_letters
+from streams.record_jobs import STATE_INDEXES
+from streams.scripts import SCRIPT_NAMES, QueueScripts, Scripts
 
 FinishedState = Literal["completed", "failed"]
-STATE_INDEXES = ("waiting", "active", "retrying", "completed", "failed")
 REMOVE_CONCURRENCY = 16  # script calls in flight at once for a bulk removal
-ADMIN_SCRIPT_NAMES = ("replay_entry",)  # the engine's scripts.py loads the others
 
 
 @dataclass(slots=True)
@@ -129,106 +128,11 @@ class QueueStatus:
     def pending(self) -> int:
         return sum(lane.pending for lane in self.lanes)
 
-
-def _letter_data(raw: str | None) -> Any:
-    """A dead letter's data; an entry dead-lettered for not being JSON keeps its text."""
-    try:
-        return orjson.loads(raw or "null")
-    except orjson.JSONDecodeError:
-        return raw
-
-
-@dataclass(slots=True)
-class DeadLetter:
-    entry_id: str
-    job_id: str
-    name: str
-    data: Any
-    error: str
-    error_type: str
-    attempts: int
-    stalls: int
-    created_at: int | None
-    failed_at: int
-    partition: int = 0  # whose dead-letter stream holds it
-
-    @classmethod
-    def from_entry(cls, entry_id: str, f: dict[str, str], partition: int = 0) -> DeadLetter:
-        return cls(entry_id, f.get("job", ""), f.get("name", ""), _letter_data(f.get("data")),
-                   f.get("error", ""), f.get("errorType", ""), int(f.get("attempts") or 0),
-                   int(f.get("stalls") or 0), int(f["createdAt"]) if f.get("createdAt") else None,
-                   int(f.get("failedAt") or 0), partition)
-
-
-# The indexes a job listing walks, in order, and whether each lists newest first
-# (delayed jobs wait in two sets scored by due time, and list soonest first).
-LISTED_NEWEST_FIRST = {"waiting": True, "active": True, "scheduled": False, "retrying": False,
-                       "completed": True, "failed": True}
-_CURSOR = re.compile(r"^(waiting|active|scheduled|retrying|completed|failed):(\d{1,16}):(\d{1,9})$")
-
-
-@dataclass(frozen=True, slots=True)
-class ListingCursor:
-    """Where a job listing stopped: the index it walked, the score it reached, and how
-    many members with exactly that score it listed already (scores tie often: a batch
-    added in one call shares its millisecond)."""
-
-    index: str
-    score: int
-    skip: int
-
-    @classmethod
-    def parse(cls, text: str) -> ListingCursor:
-        match = _CURSOR.match(text)
-        if match is None:
-            raise ValueError("not a cursor this listing gave out")
-        return cls(match[1], int(match[2]), int(match[3]))
-
-    def __str__(self) -> str:
-        return f"{self.index}:{self.score}:{self.skip}"
-
-
-@dataclass(slots=True)
-class JobPage:
-    jobs: list[Job]
-    paused: bool  # the queue's flag when the page was read: its waiting jobs report `paused`
-    next_cursor: str | None  # None on the last page
-
-
-@dataclass(slots=True)
-class JobDetail:
-    job: Job
-    logs: list[str]
-    paused: bool
-
-
-def reported_state(job: Job, paused: bool) -> JobState:
-    """The state callers see: a waiting job of a paused queue is `paused`."""
-    return JobState.PAUSED if paused and job.state is JobState.WAITING else job.state
-
-
-def _listed_indexes(state: JobState | None, paused: bool) -> list[str]:
-    if state is None:
-        return list(LISTED_NEWEST_FIRST)
-    if state is JobState.DELAYED:
-        return ["scheduled", "retrying"]
-    if state in (JobState.WAITING, JobState.PAUSED):
-        return ["waiting"] if paused == (state is JobState.PAUSED) else []
-    return [state.value]
-
-
-def _cursor_after(page: list[tuple[str, str, int]], start: ListingCursor | None) -> ListingCursor:
-    """The cursor that resumes right after the last job of `page`."""
-    index, _, score = page[-1]
-    ties = 0
-    for item_index, _, item_score in reversed(page):
-        if (item_index, item_score) != (index, score):
-            break
-        ties += 1
-    run_is_whole_walk = ties == len(page) or page[-ties - 1][0] != index
-    if run_is_whole_walk and start is not None and (start.index, start.score) == (index, score):
-        ties += start.skip  # the members skipped to reach this page tie with it too
-    return ListingCursor(index, score, ties)
+    def figures(self) -> dict[str, Any]:
+        """The flat figures every view (API, CLI, dashboard) shows, under the same names:
+        the counts of what retention keeps, and the all-time totals beside them."""
+        return {**self.counts, "completedTotal": self.completed_total, "failedTotal": self.failed_total,
+                "dead": self.dead, "length": self.length, "lag": self.lag, "pending": self.pending}
 
 
 def _ok(reply: Any) -> Any:
@@ -255,17 +159,14 @@ class QueueAdmin:
         self.redis = redis
         self.settings = settings
         self._scripts = Scripts(redis)
-        self._replay_entry = redis.register_script(script_source("replay_entry"))
 
     async def load_scripts(self) -> None:
-        """Loads the engine's scripts and the admin's own, so a syntax error fails start-up."""
+        """Loads the engine's scripts, so a syntax error fails start-up."""
         await self._scripts.load()
-        await self.redis.script_load(self._replay_entry.script)
 
     async def scripts_loaded(self) -> bool:
         """False when Redis lost any script (a restart, a failover, SCRIPT FLUSH)."""
-        shas = [self._scripts[name].sha for name in SCRIPT_NAMES] + [self._replay_entry.sha]
-        return all(await self.redis.script_exists(*shas))
+        return all(await self.redis.script_exists(*(self._scripts[name].sha for name in SCRIPT_NAMES)))
 
     def scripts(self, queue: str, partition: int = 0) -> QueueScripts:
         if queue not in self.settings.queues:
@@ -281,12 +182,6 @@ class QueueAdmin:
         if queue not in self.settings.queues:
             raise UnknownQueue(queue)
         return partition_keys(self.settings.key_prefix, queue, self.settings.policy(queue).partitions)
-
-    def _job_keys(self, job_id: str) -> QueueKeys:
-        queue = queue_of_job(job_id)
-        if queue is None or queue not in self.settings.queues:
-            raise JobNotFound(job_id)
-        return self.keys(queue)
 
     # -- figures ------------------------------------------------------------------
 
@@ -305,10 +200,11 @@ class QueueAdmin:
                 for state in STATE_INDEXES:
                     pipe.zcard(k.state_index(state))
                 pipe.zcard(k.scheduled).hmget(k.meta, "paused", "completed", "failed").xlen(k.dead).hlen(k.failures)
+                pipe.xlen(k.kept("completed")).xlen(k.kept("failed"))
                 for lane_key in k.lanes:
                     pipe.xlen(lane_key).xinfo_groups(lane_key)
             replies = iter(await pipe.execute(raise_on_error=False))
-        per_partition = len(STATE_INDEXES) + 4 + 2 * len(LANES)
+        per_partition = len(STATE_INDEXES) + 6 + 2 * len(LANES)
         statuses = [self._status(keys, [[next(replies) for _ in range(per_partition)] for _ in keys])
                     for keys in parts]
         await self._describe_groups([lane for st in statuses for lane in st.lanes])
@@ -318,37 +214,29 @@ class QueueAdmin:
         """One queue's figures from each partition's replies, summed."""
         queue = partitions[0].queue
         totals = dict.fromkeys(("waiting", "active", "retrying", "completed", "failed", "scheduled",
-                                "backing_off", "runs_completed", "runs_failed"), 0)
+                                "backing_off", "kept_completed", "kept_failed", "runs_completed",
+                                "runs_failed"), 0)
         lanes: list[LaneInfo] = []
         dead_streams: list[DeadStreamInfo] = []
         paused = False
         for k, own in zip(partitions, replies):
-            *indexes, scheduled, meta, dead, backing_off = map(_ok, own[:9])
+            *indexes, scheduled, meta, dead, backing_off, kept_completed, kept_failed = map(_ok, own[:11])
             flag, runs_completed, runs_failed = meta or (None, None, None)
             paused = paused or flag == "1"  # pause sets every partition's flag
-            for name, count in zip(("waiting", "active", "retrying", "completed", "failed"), indexes):
+            for name, count in zip(STATE_INDEXES, indexes):
                 totals[name] += count
-            totals["scheduled"] += scheduled
-            totals["backing_off"] += backing_off
-            totals["runs_completed"] += int(runs_completed or 0)
-            totals["runs_failed"] += int(runs_failed or 0)
-            lane_replies = own[9:]
+            for name, count in (("scheduled", scheduled), ("backing_off", backing_off),
+                                ("kept_completed", kept_completed), ("kept_failed", kept_failed),
+                                ("runs_completed", int(runs_completed or 0)), ("runs_failed", int(runs_failed or 0))):
+                totals[name] += count
+            lane_replies = own[11:]
             lanes += [LaneInfo(lane, k.lane(lane), _ok(lane_replies[2 * j]), _groups(lane_replies[2 * j + 1]),
                                k.partition) for j, lane in enumerate(LANES)]
             dead_streams.append(DeadStreamInfo(k.dead, dead, k.partition))
-        waiting, active, retrying = totals["waiting"], totals["active"], totals["retrying"]
-        completed, failed = totals["completed"], totals["failed"]
-        if not self.settings.policy(queue).records:
-            # No job records on the fast path: its counts come from the streams themselves.
-            # Unread entries wait; delivered ones run, or wait out a backoff (the failures hash).
-            waiting = sum(lane.lag or 0 for lane in lanes)
-            retrying = totals["backing_off"]
-            active = max(sum(lane.pending for lane in lanes) - retrying, 0)
-            # Completed: successful runs counted as batches are acked; failed: the dead letters kept.
-            completed, failed = totals["runs_completed"], sum(d.length for d in dead_streams)
-        counts = {"waiting": 0 if paused else waiting, "active": active,
-                  "delayed": retrying + totals["scheduled"], "completed": completed, "failed": failed,
-                  "paused": waiting if paused else 0}
+        lag, pending = sum(lane.lag or 0 for lane in lanes), sum(lane.pending for lane in lanes)
+        counts = self.jobs_of(queue).counts(totals, lag, pending)
+        waiting = counts["waiting"]
+        counts.update(waiting=0 if paused else waiting, paused=waiting if paused else 0)
         return QueueStatus(queue, paused, counts, lanes, dead_streams, totals["runs_completed"],
                            totals["runs_failed"])
 
@@ -391,39 +279,45 @@ class QueueAdmin:
 
     # -- jobs -----------------------------------------------------------------------
 
-    async def job(self, job_id: str) -> Job:
-        record = await self.redis.hgetall(self._job_keys(job_id).job(job_id))
-        if not record:
+    def jobs_of(self, queue: str) -> JobKeeping:
+        """How `queue` keeps its jobs; every job action goes through it."""
+        if queue not in self.settings.queues:
+            raise UnknownQueue(queue)
+        return keeping(self.redis, tuple(self.scripts(queue, p) for p in range(self.settings.policy(queue).partitions)))
+
+    def _jobs_of_job(self, job_id: str) -> JobKeeping:
+        queue = queue_of_job(job_id)
+        if queue is None or queue not in self.settings.queues:
             raise JobNotFound(job_id)
-        return Job.from_record(record)
+        return self.jobs_of(queue)
+
+    async def job(self, job_id: str) -> Job:
+        return (await self.job_detail(job_id, log_limit=0)).job
+
+    async def job_detail(self, job_id: str, log_limit: int = 1000) -> JobDetail:
+        """A job, its newest `log_limit` log lines and its queue's pause flag."""
+        return await self._jobs_of_job(job_id).detail(job_id, log_limit)
 
     async def job_logs(self, job_id: str, limit: int = 1000) -> list[str]:
         """The newest `limit` log lines of a job, oldest first."""
-        if limit <= 0:
-            return []
-        return await self.redis.lrange(self._job_keys(job_id).logs(job_id), -limit, -1)
+        return (await self.job_detail(job_id, limit)).logs if limit > 0 else []
 
     async def remove(self, job_id: str) -> None:
-        k = self._job_keys(job_id)
-        outcome = await self.scripts(k.queue).remove(job_id)
+        outcome = await self._jobs_of_job(job_id).remove(job_id)
         if outcome == 0:
             raise JobNotFound(job_id)
         if outcome == -1:
             raise JobStateConflict(f"job {job_id} is active: it can be removed once it finishes")
 
-    async def retry(self, job_id: str) -> None:
-        k = self._job_keys(job_id)
-        outcome = await self.scripts(k.queue).retry(job_id)
-        if outcome == 0:
-            raise JobNotFound(job_id)
-        if outcome == -1:
-            state = (await self.job(job_id)).state
-            raise JobStateConflict(f"job {job_id} is {state}: only failed jobs can be retried")
+    async def retry(self, job_id: str) -> str:
+        """Runs a failed job again; returns the id it runs under (a stream-kept job's
+        new entry gives it a new one)."""
+        return await self._jobs_of_job(job_id).retry(job_id)
 
     async def clean(self, queue: str, grace: float, limit: int,
                     state: FinishedState = "completed") -> list[str]:
-        """Deletes up to `limit` records of `state` that finished more than `grace` s ago."""
-        return await self.scripts(queue).clean(state, grace, limit)
+        """Deletes up to `limit` kept jobs of `state` that finished more than `grace` s ago."""
+        return await self.jobs_of(queue).clean(JobState(state), grace, limit)
 
     async def jobs(self, queue: str, state: JobState, limit: int = 100) -> list[Job]:
         """The first page of jobs in one state (see `job_page`)."""
@@ -432,78 +326,29 @@ class QueueAdmin:
     async def job_page(self, queue: str, state: JobState | None = None, limit: int = 100,
                        cursor: str | None = None) -> JobPage:
         """One page of a queue's jobs in one state, or in every state (waiting, active,
-        delayed, completed, failed, in that order): delayed ones soonest due first, the
-        others newest first. Pass `next_cursor` back as `cursor` for the next page; it
-        resumes where this page ended, however many jobs were added since. A malformed
-        cursor raises ValueError."""
-        k = self.keys(queue)
-        start = ListingCursor.parse(cursor) if cursor else None
-        paused = await self.redis.hget(k.meta, "paused") == "1"
-        indexes = _listed_indexes(state, paused)
-        if start is not None and start.index not in indexes:
-            return JobPage([], paused, None)  # e.g. the queue was resumed between pages
-        found: list[tuple[str, str, int]] = []
-        for index in indexes[indexes.index(start.index) if start else 0:]:
-            resume = start if start is not None and start.index == index else None
-            found += await self._walk(k, index, resume, limit + 1 - len(found))
-            if len(found) > limit:
-                break
-        page = found[:limit]
-        next_cursor = str(_cursor_after(page, start)) if len(found) > limit else None
-        return JobPage(await self._records(k, [job_id for _, job_id, _ in page]), paused, next_cursor)
-
-    async def _walk(self, k: QueueKeys, index: str, start: ListingCursor | None,
-                    count: int) -> list[tuple[str, str, int]]:
-        """Up to `count` (index, job id, score) of one index, from `start` on."""
-        key = k.scheduled if index == "scheduled" else k.state_index(index)
-        skip = start.skip if start else 0
-        if LISTED_NEWEST_FIRST[index]:
-            rows = await self.redis.zrange(key, start.score if start else "+inf", "-inf", desc=True,
-                                           byscore=True, offset=skip, num=count, withscores=True)
-        else:
-            rows = await self.redis.zrange(key, start.score if start else "-inf", "+inf",
-                                           byscore=True, offset=skip, num=count, withscores=True)
-        return [(index, job_id, int(score)) for job_id, score in rows]
-
-    async def _records(self, k: QueueKeys, job_ids: list[str]) -> list[Job]:
-        """The records of `job_ids` in one round trip; ids removed meanwhile are dropped."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for job_id in job_ids:
-                pipe.hgetall(k.job(job_id))
-            records = await pipe.execute()
-        return [Job.from_record(r) for r in records if r]
-
-    async def job_detail(self, job_id: str, log_limit: int = 1000) -> JobDetail:
-        """A job's record, its newest `log_limit` log lines and its queue's pause flag,
-        in one round trip."""
-        k = self._job_keys(job_id)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hgetall(k.job(job_id)).lrange(k.logs(job_id), -max(log_limit, 1), -1).hget(k.meta, "paused")
-            record, logs, paused = await pipe.execute()
-        if not record:
-            raise JobNotFound(job_id)
-        return JobDetail(Job.from_record(record), logs if log_limit > 0 else [], paused == "1")
+        delayed, completed, failed, in that order). Pass `next_cursor` back as `cursor`
+        for the next page; it resumes where this page ended, however many jobs were
+        added since. A malformed cursor raises ValueError."""
+        jobs = self.jobs_of(queue)
+        return await jobs.page(state, limit, cursor, await self._paused(queue))
 
     async def job_ids(self, queue: str, state: JobState, limit: int) -> list[str]:
         """Up to `limit` ids of jobs in one state, in listing order."""
-        k = self.keys(queue)
-        paused = await self.redis.hget(k.meta, "paused") == "1"
-        ids: list[str] = []
-        for index in _listed_indexes(state, paused):
-            ids += [job_id for _, job_id, _ in await self._walk(k, index, None, limit - len(ids))]
-            if len(ids) >= limit:
-                break
-        return ids
+        jobs = self.jobs_of(queue)
+        return await jobs.ids(state, limit, await self._paused(queue))
+
+    async def _paused(self, queue: str) -> bool:
+        return await self.redis.hget(self.keys(queue).meta, "paused") == "1"
 
     async def remove_many(self, queue: str, job_ids: Sequence[str]) -> dict[str, int]:
         """Removes each job as `remove` does; returns each id's outcome: 1 removed, 0 not
         found (ids of other queues included), -1 active."""
-        scripts = self.scripts(queue)
+        jobs = self.jobs_of(queue)
         outcomes = dict.fromkeys(job_ids, 0)
         mine = [job_id for job_id in outcomes if queue_of_job(job_id) == queue]
         for start in range(0, len(mine), REMOVE_CONCURRENCY):
             chunk = mine[start:start + REMOVE_CONCURRENCY]
-            results = await asyncio.gather(*(scripts.remove(job_id) for job_id in chunk))
+            results = await asyncio.gather(*(jobs.remove(job_id) for job_id in chunk))
             outcomes.update(zip(chunk, results))
         return outcomes
 
@@ -521,7 +366,7 @@ class QueueAdmin:
         letters = [DeadLetter.from_entry(entry_id, fields, partition)
                    for partition, entries in enumerate(pages) for entry_id, fields in entries]
         if len(pages) > 1:
-            letters.sort(key=lambda d: _entry_order(d.entry_id))
+            letters.sort(key=lambda d: entry_order(d.entry_id))
         return first_letters(letters, limit)
 
     async def _select_dead(self, queue: str, job_ids: list[str] | None) -> list[DeadLetter]:
@@ -537,24 +382,11 @@ class QueueAdmin:
 
     async def replay(self, queue: str, job_ids: list[str] | None = None) -> list[str]:
         """Runs dead-lettered jobs again with fresh attempts and deletes their letters;
-        returns the job ids queued. A letter already replayed is skipped. On a queue
-        without job records a replayed job is a new entry, so it has a new id."""
-        scripts = self.scripts(queue)
-        partitions = self.partitions(queue)
-        records = self.settings.policy(queue).records
-        queued = []
-        for letter in await self._select_dead(queue, job_ids):
-            if records:
-                if await scripts.retry(letter.job_id, letter.entry_id) == 1:
-                    queued.append(letter.job_id)
-            elif entry := await self._replay_letter(k := partitions[letter.partition], letter):
-                queued.append(k.entry_job_prefix + entry)  # back into the letter's own partition
-        return queued
-
-    async def _replay_letter(self, k: QueueKeys, letter: DeadLetter) -> str | None:
-        keys = [*k.lanes, k.dead, k.events]
-        args = [letter.entry_id, letter.job_id, self.settings.events_max_len, k.entry_job_prefix]
-        return await self._replay_entry(keys, args)
+        returns the job ids queued (a stream-kept job's new entry gives it a new id). A
+        letter already replayed is skipped."""
+        jobs = self.jobs_of(queue)
+        queued = [await jobs.replay(letter) for letter in await self._select_dead(queue, job_ids)]
+        return [job_id for job_id in queued if job_id]
 
     async def purge(self, queue: str, job_ids: list[str] | None = None) -> int:
         """Deletes dead letters (all, or those of `job_ids`); returns how many."""
@@ -570,20 +402,6 @@ class QueueAdmin:
         for letter in await self._select_dead(queue, job_ids):
             by_partition.setdefault(letter.partition, []).append(letter.entry_id)
         return sum([await self.redis.xdel(partitions[p].dead, *ids) for p, ids in by_partition.items()])
-
-
-def first_letters(letters: list[DeadLetter], limit: int) -> list[DeadLetter]:
-    """The first `limit` letters, and those after them that share the last one's entry
-    id (a cursor of that id would skip them)."""
-    end = min(limit, len(letters))
-    while 0 < end < len(letters) and letters[end].entry_id == letters[end - 1].entry_id:
-        end += 1
-    return letters[:end]
-
-
-def _entry_order(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
 
 
 def audit_key(prefix: str) -> str:

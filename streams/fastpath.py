@@ -76,9 +76,9 @@ class BatchRunner:
                       (time.monotonic() - started) * 1000,
                       extra={"queue": self.queue, "count": len(deliveries),
                              "duration_ms": round((time.monotonic() - started) * 1000, 1)})
-            done = [d for d, outcome in zip(data, outcomes) if not isinstance(outcome, BaseException)]
+            done = [(d, outcome) for d, outcome in zip(data, outcomes) if not isinstance(outcome, BaseException)]
             if done:
-                await self._ack(done)
+                await self._ack(done, time.monotonic() - started)
             for d, outcome in zip(data, outcomes):
                 if isinstance(outcome, BaseException):
                     await self._fail(d, outcome)
@@ -170,23 +170,21 @@ class BatchRunner:
                 timer.cancel()
             metrics.jobs_ran(self.queue, durations)
 
-    async def _ack(self, done: list[Delivery]) -> None:
-        """Acks a batch in one round trip. Not fenced, unlike the regular path: a run
-        that succeeded wrote its effects (idempotent by design on this path), so its
-        ack is true whichever worker sends it."""
-        by_lane: dict[int, list[str]] = {}
-        for d in done:
-            by_lane.setdefault(d.lane, []).append(d.entry_id)
-        retried = [d.entry_key for d in done if d.delivery > 1]
-        pipe = self.redis.pipeline(transaction=False)
-        for lane, ids in by_lane.items():
-            pipe.xack(self.keys.lanes[lane - 1], GROUP, *ids)
-        if retried:
-            pipe.hdel(self.keys.failures, *retried)
-        pipe.hincrby(self.keys.meta, "completed", len(done))
-        pipe.xadd(self.keys.events, {"event": "completed", "job": "", "count": len(done)},
-                  maxlen=self.settings.events_max_len, approximate=True)
-        await self._outage.retry(pipe.execute)
+    async def _ack(self, done: list[tuple[Delivery, Any]], ran: float) -> None:
+        """Acks a batch in one round trip, keeping the newest `keep_completed` outcomes
+        (older ones of the batch would be trimmed at once). Not fenced, unlike the
+        regular path: a run that succeeded wrote its effects (idempotent by design on
+        this path), so its ack is true whichever worker sends it."""
+        keep = self.policy.keep_completed
+        split = max(len(done) - keep, 0)
+        acked: list[list[str]] = [[], [], []]
+        for d, _ in done[:split]:
+            acked[d.lane - 1].append(d.entry_id)
+        ran_ms = int(ran * 1000)
+        kept = [(d.lane, d.entry_id, d.job_id, d.raw or "null", orjson.dumps(value, default=str).decode(),
+                 d.attempts_made + 1, d.stalls, ran_ms) for d, value in done[split:]]
+        cleared = [d.entry_key for d, _ in done if d.delivery > 1]
+        await self._outage.retry(lambda: self.scripts.settle_entries(acked, cleared, kept))
         metrics.job_outcome(self.queue, "completed", len(done))
 
     async def _fail(self, d: Delivery, error: BaseException) -> None:

@@ -44,6 +44,14 @@ def _json(value: str | None) -> Any:
     return orjson.loads(value) if value not in (None, "") else None
 
 
+def json_or_text(raw: str | None) -> Any:
+    """Data as JSON; an entry written by a raw producer that is not JSON keeps its text."""
+    try:
+        return orjson.loads(raw or "null")
+    except orjson.JSONDecodeError:
+        return raw
+
+
 class Job(BaseModel):
     """A job as stored. Times are milliseconds since the epoch (Redis server clock)."""
 
@@ -76,7 +84,7 @@ class Job(BaseModel):
             queue=record["queue"],
             state=JobState(record["state"]),
             lane=record.get("lane", "normal"),
-            data=_json(record.get("data")),
+            data=json_or_text(record.get("data")),
             progress=_json(record.get("progress")) or 0,
             attemptsMade=_int(record.get("attemptsMade")) or 0,
             maxAttempts=_int(record.get("maxAttempts")) or 1,

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 JOB_ID_RE = re.compile(r"^([a-z][a-z0-9_]{0,31})-[A-Za-z0-9_-]{1,100}$")
+ENTRY_JOB_ID_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}-(?:p([1-9][0-9]{0,2})-)?([0-9]{1,19}-[0-9]{1,19})$")
 GROUP = "workers"
 
 
@@ -36,6 +37,13 @@ def queue_of_job(job_id: str) -> str | None:
     return match.group(1) if match else None
 
 
+def entry_of_job(job_id: str) -> tuple[int, str] | None:
+    """The partition and entry id a stream-kept job's id names (see
+    `QueueKeys.entry_job_prefix`), or None when it names no entry."""
+    match = ENTRY_JOB_ID_RE.match(job_id)
+    return (int(match.group(1) or 0), match.group(2)) if match else None
+
+
 @dataclass(frozen=True, slots=True)
 class QueueKeys:
     """Key names of one queue. ``job_prefix`` and ``logs_prefix`` are handed to Lua,
@@ -53,7 +61,7 @@ class QueueKeys:
 
     @property
     def entry_job_prefix(self) -> str:
-        """Fast path: an entry's job id is this and its entry id. Partitions after the
+        """Stream-kept jobs: an entry's job id is this and its entry id. Partitions after the
         first say which they are, as the same entry id can occur in several streams."""
         return f"{self.queue}-p{self.partition}-" if self.partition else f"{self.queue}-"
 
@@ -92,9 +100,14 @@ class QueueKeys:
 
     @property
     def failures(self) -> str:
-        """Fast path (no job records): hash from a failed entry ("<lane index>:<entry id>")
-        to "<state>:<attempts>:<backoff ms>", its retry state while it stays pending."""
+        """Stream-kept jobs (no job records): hash from a failed entry ("<lane index>:<entry
+        id>") to "<state>:<attempts>:<backoff ms>", its retry state while it stays pending."""
         return f"{self.tag}:failures"
+
+    def kept(self, state: str) -> str:
+        """Stream-kept jobs: stream of the newest outcomes retention keeps (state
+        `completed` or `failed`), one entry per job with the fields a job record holds."""
+        return f"{self.tag}:kept:{state}"
 
     @property
     def scheduled(self) -> str:

@@ -21,8 +21,9 @@ from config import QueuePolicy, Settings
 from streams.keys import GROUP, LANES, Lane, QueueKeys
 
 _INCLUDE = re.compile(r"^--!include (\S+)$", re.MULTILINE)
-SCRIPT_NAMES = ("add", "read", "reclaim", "complete", "fail", "fail_entry", "extend", "trim",
-                "remove", "retry", "clean", "reap")
+SCRIPT_NAMES = ("add", "read", "reclaim", "complete", "fail", "extend", "trim", "remove", "retry", "clean",
+                "reap", "settle_entries", "fail_entry", "describe_entry", "remove_entry", "replay_entry",
+                "clean_kept")
 SCHEDULED_MOVES_PER_READ = 100
 RECLAIM_PAGE = 100
 
@@ -152,7 +153,7 @@ class QueueScripts:
         min_idle = min(policy.lock_timeout, policy.backoff_for(1))
         keys = [*k.lanes, k.meta, k.limiter, k.state_index("active"), k.state_index("retrying"),
                 k.state_index("failed"), k.dead, k.events, k.inflight, k.job_prefix, k.logs_prefix,
-                k.failures]
+                k.failures, k.kept("failed")]
         args = [GROUP, consumer, want, lane, cursor, RECLAIM_PAGE, _ms(policy.lock_timeout),
                 _ms(min_idle), rate_max, rate_window, self.settings.events_max_len,
                 self.settings.dead_letter_max_len, policy.keep_failed, self.queue, policy.max_stalls,
@@ -185,14 +186,53 @@ class QueueScripts:
 
     async def fail_entry(self, consumer: str, d: Delivery, raw_data: str, error: BaseException,
                          backoff: float, unrecoverable: bool) -> Literal["retry", "dead", "lost"]:
-        """The fast path's fail(): the entry has no record, so its data travels along."""
+        """fail() for a stream-kept job: the entry has no record, so its data travels along."""
         k, policy = self.keys, self.policy
-        keys = [k.lanes[d.lane - 1], k.failures, k.dead, k.events, k.meta]
+        keys = [k.lanes[d.lane - 1], k.failures, k.dead, k.events, k.meta, k.kept("failed")]
         args = [GROUP, consumer, d.lane, LANES[d.lane - 1], d.entry_id, d.delivery, d.job_id, raw_data,
                 str(error) or type(error).__name__, type(error).__name__, d.attempts_made, d.stalls,
                 _ms(backoff), "1" if unrecoverable else "0", policy.attempts,
-                self.settings.dead_letter_max_len, self.settings.events_max_len, self.queue]
+                self.settings.dead_letter_max_len, self.settings.events_max_len, self.queue, policy.keep_failed]
         return await self.scripts["fail_entry"](keys, args)
+
+    async def settle_entries(self, acked: list[list[str]], cleared: list[str],
+                             kept: list[tuple[int, str, str, str, str, int, int, int]]) -> int:
+        """Records the successes of stream-kept jobs. acked: entry ids per lane, acked
+        without keeping; cleared: failures-hash fields to clear; kept: the completions to
+        keep, oldest first, (lane, entry id, job id, data, return value JSON, attemptsMade,
+        stalls, run ms). Returns how many entries this call acked."""
+        k = self.keys
+        keys = [*k.lanes, k.failures, k.meta, k.events, k.kept("completed")]
+        args = [GROUP, self.policy.keep_completed, self.settings.events_max_len,
+                orjson.dumps(acked), orjson.dumps(cleared), orjson.dumps(kept)]
+        return int(await self.scripts["settle_entries"](keys, args))
+
+    async def describe_entry(self, entry_id: str, job_id: str) -> tuple[bool, dict[str, str] | None]:
+        """A stream-kept job's fields as a record would hold them (None: not found), and
+        the queue's pause flag."""
+        k = self.keys
+        keys = [*k.lanes, k.failures, k.kept("completed"), k.kept("failed"), k.meta]
+        paused, fields = await self.scripts["describe_entry"](keys, [GROUP, entry_id, job_id])
+        record = dict(zip(fields[::2], fields[1::2])) if fields else None
+        return paused == "1", record
+
+    async def remove_entry(self, entry_id: str, job_id: str) -> int:
+        k = self.keys
+        keys = [*k.lanes, k.failures, k.kept("completed"), k.kept("failed"), k.events]
+        return int(await self.scripts["remove_entry"](keys, [GROUP, entry_id, job_id,
+                                                             self.settings.events_max_len]))
+
+    async def replay_entry(self, job_id: str, dead_entry: str = "") -> str | None:
+        """Queues a failed stream-kept job again from its dead letter or its kept failure;
+        returns its new job id, or None when there was nothing to queue."""
+        k = self.keys
+        keys = [*k.lanes, k.dead, k.events, k.kept("failed")]
+        entry = await self.scripts["replay_entry"](keys, [dead_entry, job_id, self.settings.events_max_len,
+                                                          k.entry_job_prefix])
+        return k.entry_job_prefix + entry if entry else None
+
+    async def clean_kept(self, state: Literal["completed", "failed"], grace: float, limit: int) -> list[str]:
+        return await self.scripts["clean_kept"]([self.keys.kept(state)], [_ms(grace), limit])
 
     async def extend(self, consumer: str, deliveries: list[Delivery]) -> list[bool]:
         """Extends leases; False where the entry is no longer this consumer's."""

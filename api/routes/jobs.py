@@ -15,9 +15,9 @@ from api.messages import invalid_field, query, read_json, respond, validated
 from api.routes.common import audit, job_id, now_ms
 from api.schemas import (JOB_ACTIONS, JOB_REQUESTS, JobActionQuery, JobActionResult, JobCreated, JobDetailView,
                          JobEnvelope, JobsOverview)
-from api.state import ADMIN, PRODUCER, SETTINGS, SIGNAL_TYPES
+from api.state import ADMIN, PRODUCER, SIGNAL_TYPES
 from processors.models import JOB_NAMES, JOB_TYPES
-from streams.admin import reported_state
+from streams.listing import reported_state
 from streams.job import JobState
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -59,18 +59,8 @@ async def jobs_overview(request: web.Request) -> web.Response:
     return respond(JobsOverview.of(statuses, now_ms()))
 
 
-def _recorded_job_id(request: web.Request) -> str:
-    """The path's job id, when its queue keeps job records (the fast path keeps none)."""
-    value = job_id(request)
-    queue = value.split("-", 1)[0]
-    if not request.app[SETTINGS].policy(queue).records:
-        raise NotFound(f"job {value!r}: queue {queue} keeps no job records (its entries run on the fast "
-                       f"path); see /api/queues/{queue} and /api/queues/{queue}/dead")
-    return value
-
-
 async def get_job(request: web.Request) -> web.Response:
-    detail = await request.app[ADMIN].job_detail(_recorded_job_id(request), log_limit=LOG_LINES_SHOWN)
+    detail = await request.app[ADMIN].job_detail(job_id(request), log_limit=LOG_LINES_SHOWN)
     status = reported_state(detail.job, detail.paused)
     return respond(JobDetailView.of_detail(detail.job, status, detail.logs))
 
@@ -80,13 +70,12 @@ async def delete_job(request: web.Request) -> web.Response:
     if action not in JOB_ACTIONS:
         raise BadRequest(f"unknown action {action!r}; use one of: {', '.join(JOB_ACTIONS)}")
     query(request, JobActionQuery)
-    target, admin = _recorded_job_id(request), request.app[ADMIN]
+    target, admin = job_id(request), request.app[ADMIN]
     if action == "remove":
         await admin.remove(target)
         result = JobActionResult(id=target, action="remove", status="removed")
-    else:
-        await admin.retry(target)
-        result = JobActionResult(id=target, action="retry", status="waiting")
+    else:  # a stream-kept job runs again under a new id: its new entry's
+        result = JobActionResult(id=await admin.retry(target), action="retry", status="waiting")
     await audit(request, action, target, {}, {"status": result.status})
     return respond(result)
 

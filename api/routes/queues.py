@@ -14,7 +14,7 @@ from api.schemas import (DEAD_LETTER_ACTIONS, MAX_IDS, QUEUE_ACTIONS, BulkRemove
                          CleanRequest, CleanResult, DeadLetterPage, DeadLetterRequest, DeadLetterView, JobView,
                          PageQuery, PauseResult, PurgeResult, QueueQuery, QueueView, ReplayResult)
 from api.state import ADMIN
-from streams.admin import first_letters, reported_state
+from streams.listing import first_letters, reported_state
 from streams.job import JobState
 
 BULK_REMOVE_MAX = 10_000  # jobs one DELETE by status removes; `more` says when some remain

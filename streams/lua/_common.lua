@@ -83,24 +83,77 @@ local function owns(laneKey, group, entryId, consumer, delivery)
   return p[1] ~= nil and tonumber(p[1][4]) == tonumber(delivery)
 end
 
--- Fast path (no job record): a final failure goes to the dead-letter stream with the
--- entry's own data, and the entry is acked.
+-- Stream-kept jobs (no job record): a final failure goes to the dead-letter stream with
+-- the entry's own data, and to the kept failures (the newest `keepFailed`, where the job
+-- can still be looked up by id); the entry is acked.
 local function dead_letter_entry(ctx, laneKey, laneName, entryId, field, jobId, data, reason,
                                  errorType, attempts, stalls, now)
   redis.call('XADD', ctx.dead, 'MAXLEN', '~', ctx.deadMaxLen, '*',
     'job', jobId, 'queue', ctx.queue, 'name', ctx.queue, 'lane', laneName, 'data', data or 'null',
     'error', reason, 'errorType', errorType, 'attempts', attempts, 'stalls', stalls,
     'createdAt', string.match(entryId, '^(%d+)'), 'failedAt', now)
+  if ctx.keepFailed > 0 then
+    redis.call('XADD', ctx.keptFailed, 'MAXLEN', ctx.keepFailed, '*',
+      'id', jobId, 'lane', laneName, 'data', data or 'null', 'failedReason', reason,
+      'errorType', errorType, 'attemptsMade', attempts, 'stalls', stalls)
+  end
   redis.call('XACK', laneKey, ctx.group, entryId)
   redis.call('HINCRBY', ctx.meta, 'failed', 1)
   redis.call('HDEL', ctx.failures, field)
   emit(ctx.events, ctx.eventsMaxLen, 'failed', jobId, 'error', reason)
 end
 
--- The 'data' field of an entry's field list, or nil.
-local function entry_data(fields)
+-- A stream entry id as two numbers, for ordering ids of any stream.
+local function entry_order(id)
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  return tonumber(ms), tonumber(seq)
+end
+
+-- The retry state of a stream-kept entry from the failures hash: state, failed
+-- attempts, backoff ms ('active', 0, 0 for an entry that never failed).
+local function entry_mark(failuresKey, field)
+  local mark = redis.call('HGET', failuresKey, field)
+  if not mark then return 'active', 0, 0 end
+  local s, a, b = string.match(mark, '^(%a+):(%d+):(%d+)$')
+  return s, tonumber(a), tonumber(b)
+end
+
+-- The entry of `fields` (a flat field list) named `name`, or nil.
+local function field_of(fields, name)
   for i = 1, #fields, 2 do
-    if fields[i] == 'data' then return fields[i + 1] end
+    if fields[i] == name then return fields[i + 1] end
   end
   return nil
+end
+
+-- The newest entry of a kept-outcomes stream whose 'id' field is `jobId`: its entry
+-- id and fields, or nil. The stream is capped by retention, so the scan is bounded.
+local function find_kept(key, jobId)
+  for _, e in ipairs(redis.call('XREVRANGE', key, '+', '-')) do
+    if field_of(e[2], 'id') == jobId then return e[1], e[2] end
+  end
+  return nil
+end
+
+-- The id of the last entry `group` read from a stream, or nil when the stream has no
+-- such group yet (nothing of it is read, nothing pending).
+local function last_read(laneKey, group)
+  for _, g in ipairs(redis.call('XINFO', 'GROUPS', laneKey)) do
+    local info = {}
+    for i = 1, #g, 2 do info[g[i]] = g[i + 1] end
+    if info['name'] == group then return info['last-delivered-id'] end
+  end
+  return nil
+end
+
+-- Whether entry id `a` comes after entry id `b`.
+local function after(a, b)
+  local aMs, aSeq = entry_order(a)
+  local bMs, bSeq = entry_order(b)
+  return aMs > bMs or (aMs == bMs and aSeq > bSeq)
+end
+
+-- The 'data' field of an entry's field list, or nil.
+local function entry_data(fields)
+  return field_of(fields, 'data')
 end

@@ -7,7 +7,7 @@
                  counter less the handler failures counts crash redeliveries; past the
                  crash budget the job is dead-lettered instead.
     finished or removed -> the stale pending entry is acked.
-  Entries of the fast path have no record: their failures hash entry (absent until a
+  Stream-kept entries have no record: their failures hash entry (absent until a
   first failure) holds the same state, attempts and backoff.
   A claimed entry whose body was trimmed or deleted is settled (dead-lettered) rather
   than left active. Claims take rate-limit permits and never exceed `want`; settling
@@ -17,7 +17,8 @@
   KEYS[4] meta hash       KEYS[5] rate limiter     KEYS[6] active index
   KEYS[7] retrying index  KEYS[8] failed index     KEYS[9] dead letters
   KEYS[10] events stream  KEYS[11] in-flight hash  KEYS[12] job key prefix
-  KEYS[13] logs key prefix  KEYS[14] failures hash (fast path)
+  KEYS[13] logs key prefix  KEYS[14] failures hash (stream-kept jobs)
+  KEYS[15] kept failures stream (stream-kept jobs)
 
   ARGV[1] group  ARGV[2] consumer  ARGV[3] want
   ARGV[4] lane index to walk  ARGV[5] walk its entries after this id ('-' to start)
@@ -45,7 +46,7 @@ local ctx = {
   group = group, queue = ARGV[14], active = KEYS[6], retrying = KEYS[7], failed = KEYS[8],
   dead = KEYS[9], events = KEYS[10], inflight = KEYS[11], jobPrefix = KEYS[12],
   logsPrefix = KEYS[13], failures = KEYS[14], eventsMaxLen = ARGV[11], deadMaxLen = ARGV[12],
-  keepFailed = tonumber(ARGV[13]), meta = KEYS[4],
+  keepFailed = tonumber(ARGV[13]), meta = KEYS[4], keptFailed = KEYS[15],
 }
 local now = now_ms()
 
@@ -55,17 +56,12 @@ if redis.call('HGET', meta, 'paused') == '1' then return { 0, '', {}, 0 } end
 local allowed = free_permits(limiter, rateMax, rateWindow, want, now)
 local claimed, settled, budget = {}, 0, pageSize
 
--- A fast-path entry: no record, its retry state (if it ever failed) in the failures hash.
+-- A stream-kept entry: no record, its retry state (if it ever failed) in the failures hash.
 local function visit_entry(lane, p)
   local entryId, idle, deliveries = p[1], tonumber(p[3]), tonumber(p[4])
   local laneKey, field = KEYS[lane], lane .. ':' .. entryId
   local jobId = ARGV[16] .. entryId
-  local mark = redis.call('HGET', ctx.failures, field)
-  local state, attempts, backoff = 'active', 0, 0
-  if mark then
-    local s, a, b = string.match(mark, '^(%a+):(%d+):(%d+)$')
-    state, attempts, backoff = s, tonumber(a), tonumber(b)
-  end
+  local state, attempts, backoff = entry_mark(ctx.failures, field)
   local crash = state == 'active' and idle >= leaseMs
   local retry = state == 'delayed' and idle >= backoff
   local stalls = deliveries - attempts

@@ -138,15 +138,6 @@ async def test_unknown_type_queue_job_or_path_is_404(api: Api, method: str, path
     assert status == 404 and answer["error"] == "not_found", answer
 
 
-async def test_a_job_of_a_queue_without_records_is_404_with_the_reason(api: Api) -> None:
-    status, created = await api.post("/api/jobs", SEED_BODIES["signal"])
-    assert status == 201
-    if api.settings.policy("signals").records:
-        pytest.skip("signals keeps job records in this configuration")
-    status, body = await api.get(f"/api/jobs/{created['id']}")
-    assert status == 404 and "keeps no job records" in body["message"]
-
-
 async def test_wrong_method_is_405_with_allow(api: Api) -> None:
     async with api.client.put("/api/jobs", headers={"Authorization": f"Bearer {api.token}"}) as response:
         assert response.status == 405

@@ -13,7 +13,8 @@ from streams import QueueAdmin
 
 ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 QUEUE_OF_TYPE = {"research": "research", "enrichment": "enrichment", "report": "reports", "signal": "signals"}
-COUNT_FIELDS = {"waiting", "active", "completed", "failed", "delayed", "paused", "dead", "lag"}
+COUNT_FIELDS = {"waiting", "active", "completed", "failed", "delayed", "paused", "completedTotal", "failedTotal",
+                "dead", "lag"}
 
 
 @pytest.mark.parametrize("job_type", list(SEED_BODIES))
@@ -99,7 +100,8 @@ async def test_get_queue_stats_recent_jobs_and_by_status(api: Api) -> None:
     assert status == 200
     assert "jobs" not in stats and "nextCursor" not in stats
     assert stats["name"] == "research" and stats["paused"] is False
-    assert stats["counts"] == {"waiting": 1, "active": 0, "delayed": 0, "completed": 2, "failed": 1, "paused": 0}
+    assert stats["counts"] == {"waiting": 1, "active": 0, "delayed": 0, "completed": 2, "failed": 1, "paused": 0,
+                               "completedTotal": 2, "failedTotal": 1}
     assert (stats["dead"], stats["lag"]) == (1, 1)
 
     _, recent = await api.get("/api/queues/research?includeJobs=true&limit=20")
