@@ -27,6 +27,7 @@ from streams.outage import Outage
 from streams.scripts import Delivery, QueueScripts
 
 log = logging.getLogger(__name__)
+FAST_WAIT_MAX_S = 1.0  # a rate-limited read waits no longer, so a stop is never held up
 
 
 class BatchRunner:
@@ -47,12 +48,16 @@ class BatchRunner:
         self._outage = Outage(log, f"{self.queue} failures")
         self._lane_index = {lane_key: index for index, lane_key in enumerate(self.keys.lanes, 1)}
         self._streams = dict.fromkeys(self.keys.lanes, ">")
+        self._decides = self.policy.rate_limit is not None or self.policy.lane_weights is not None
         self._job_prefix = self.keys.entry_job_prefix
 
     async def read(self, block_s: float) -> list[Delivery]:
-        """One XREADGROUP over every lane; blocks up to `block_s` when all are empty (0:
-        answers at once; a short BLOCK would not, Redis times blocked reads out on its
-        own clock, tens of milliseconds late)."""
+        """One read over every lane; blocks up to `block_s` when all are empty (0: answers
+        at once; a short BLOCK would not, Redis times blocked reads out on its own clock,
+        tens of milliseconds late). A queue with a rate limit or lane weights reads
+        through read_entries.lua, which decides; one with neither, with XREADGROUP."""
+        if self._decides:
+            return await self._read_decided(block_s)
         block = max(int(block_s * 1000), 1) if block_s > 0 else None
         reply = await self.redis.xreadgroup(GROUP, self.consumer, self._streams, count=self.policy.batch_size,
                                             block=block)
@@ -62,6 +67,17 @@ class BatchRunner:
         if len(reply or ()) > 1:
             deliveries.sort(key=lambda d: d.lane)  # strict priority within the batch
         return deliveries
+
+    async def _read_decided(self, block_s: float) -> list[Delivery]:
+        result = await self.scripts.read_entries(self.consumer, self.policy.batch_size)
+        if result.kind == "limited":
+            wait = min(result.wait_ms / 1000, FAST_WAIT_MAX_S)
+            metrics.rate_limited(self.queue, wait)
+            await asyncio.sleep(wait)  # burst runs too: the entries still wait for permits
+        elif result.kind == "empty" and block_s > 0:
+            await self.redis.xread(dict(zip(self.keys.lanes, result.last_ids)), count=1,
+                                   block=max(int(block_s * 1000), 1))
+        return result.jobs
 
     async def run(self, deliveries: list[Delivery]) -> None:
         """Runs a batch and records every outcome: acks for successes (one pipeline),

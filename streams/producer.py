@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 from config import Settings
 from streams.errors import InvalidJob, UnknownQueue
 from streams.job import new_job_id
+from streams.keeping import keeps_records
 from streams.keys import Lane, QueueKeys, idempotency_digest, partition_keys, partition_of
 from streams.scripts import QueueScripts, Scripts
 
@@ -130,7 +131,7 @@ class Producer:
         invalid input adds nothing."""
         scripts = self._queue(queue)
         specs = list(specs)
-        if not self.settings.policy(queue).records:
+        if not keeps_records(self.settings.policy(queue)):
             if queue not in self._routers:
                 self._routers[queue] = EntryRouter(self.settings, queue)
             return await self._add_entries(scripts, self._routers[queue], specs)

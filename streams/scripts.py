@@ -22,7 +22,7 @@ from streams.keys import GROUP, LANES, Lane, QueueKeys
 
 _INCLUDE = re.compile(r"^--!include (\S+)$", re.MULTILINE)
 SCRIPT_NAMES = ("add", "read", "reclaim", "complete", "fail", "extend", "trim", "remove", "retry", "clean",
-                "reap", "settle_entries", "fail_entry", "describe_entry", "remove_entry", "replay_entry",
+                "reap", "read_entries", "settle_entries", "fail_entry", "describe_entry", "remove_entry", "replay_entry",
                 "clean_kept")
 SCHEDULED_MOVES_PER_READ = 100
 RECLAIM_PAGE = 100
@@ -194,6 +194,23 @@ class QueueScripts:
                 _ms(backoff), "1" if unrecoverable else "0", policy.attempts,
                 self.settings.dead_letter_max_len, self.settings.events_max_len, self.queue, policy.keep_failed]
         return await self.scripts["fail_entry"](keys, args)
+
+    async def read_entries(self, consumer: str, want: int) -> ReadResult:
+        """read() for stream-kept jobs on a queue with a rate limit or lane weights."""
+        k, policy = self.keys, self.policy
+        rate_max, rate_window = _rate(policy)
+        weights = ",".join(map(str, policy.lane_weights)) if policy.lane_weights else ""
+        reply = await self.scripts["read_entries"]([*k.lanes, k.meta, k.limiter],
+                                                   [GROUP, consumer, want, weights, rate_max, rate_window])
+        kind, prefix = reply[0], k.entry_job_prefix
+        if kind == "entries":
+            return ReadResult("jobs", [Delivery(int(lane), entry_id, prefix + entry_id, data or None, 0, 0, 1)
+                                       for lane, entry_id, data in reply[1]])
+        if kind == "limited":
+            return ReadResult("limited", [], int(reply[1]))
+        if kind == "empty":
+            return ReadResult("empty", [], -1, tuple(reply[1]))
+        return ReadResult("paused", [])
 
     async def settle_entries(self, acked: list[list[str]], cleared: list[str],
                              kept: list[tuple[int, str, str, str, str, int, int, int]]) -> int:

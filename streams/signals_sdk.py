@@ -27,6 +27,7 @@ from redis.asyncio import Redis
 
 from config import Settings
 from streams.errors import InvalidJob, UnknownQueue
+from streams.keeping import keeps_records
 from streams.producer import DATA_FIELD, EntryRouter, JobSpec, append_entries, encode_data
 
 SIGNALS_QUEUE = "signals"
@@ -48,7 +49,7 @@ class SignalEncoder:
                  validator: type[BaseModel] | Validator | None = None) -> None:
         if queue not in settings.queues:
             raise UnknownQueue(queue)
-        if settings.policy(queue).records:
+        if keeps_records(settings.policy(queue)):
             raise InvalidJob(f"queue {queue} keeps job records; publish to it with streams.Producer")
         self.queue = queue
         self.router = EntryRouter(settings, queue)

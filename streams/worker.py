@@ -31,6 +31,7 @@ from streams.connection import connect
 from streams.context import Handler, JobContext
 from streams.errors import JobTimeout, UnrecoverableError
 from streams.fastpath import BatchRunner
+from streams.keeping import keeps_records
 from streams.keys import GROUP
 from streams.outage import Outage, is_missing_group, is_transient
 from streams.scripts import Delivery, QueueScripts, ReadResult, Scripts
@@ -76,7 +77,7 @@ class QueueWorker:
         self.scripts = QueueScripts(Scripts(self.redis), settings, queue, partition)
         self._completer = Completer(self.scripts, self.consumer)
         self._batches: BatchRunner | None = None
-        if not self.policy.records:
+        if not keeps_records(self.policy):
             self._batches = BatchRunner(settings, self.scripts, self.redis, handler, self.consumer)
         elif getattr(handler, "handles_batches", False):
             raise ValueError(f"{queue}: a batch handler needs a queue without job records (records = false)")
@@ -243,11 +244,12 @@ class QueueWorker:
 
     async def _has_work(self) -> bool:
         k = self.scripts.keys
-        if self._batches is not None:
+        if self._batches is not None:  # entries pending, or not read yet (a rate limit holds them)
             async with self.redis.pipeline(transaction=False) as pipe:
                 for lane in k.lanes:
-                    pipe.xpending(lane, GROUP)
-                return any(p["pending"] for p in await pipe.execute())
+                    pipe.xinfo_groups(lane)
+                groups = [g for reply in await pipe.execute() for g in reply if g["name"] == GROUP]
+            return any(g["pending"] or g.get("lag") for g in groups)
         async with self.redis.pipeline(transaction=False) as pipe:
             for state in ("waiting", "active", "retrying"):
                 pipe.zcard(k.state_index(state))

@@ -4,6 +4,7 @@ retries and dead letters without records, crash recovery, batch handlers, pause.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -223,3 +224,26 @@ async def test_producer_ids_name_the_entry_and_options_needing_records_are_refus
     with pytest.raises(InvalidJob, match="idempotency_key"):
         await producer.add(Q, {"n": 2}, idempotency_key="k")
     assert await engine_redis.xlen(lane(settings)) == 0
+
+
+async def test_a_rate_limit_and_lane_weights_are_honoured_on_the_fast_path(
+        engine_redis: Redis, make_settings: Callable[..., Settings]) -> None:
+    # 6 entries per 400 ms, read by weights 1:1:0 (the low lane only when the others are empty).
+    settings = make_settings(signals={"rate_limit": "6/400ms", "lane_weights": "1:1:0", "batch_size": 100})
+    k = QueueKeys(settings.key_prefix, Q)
+    for lane in ("low", "high", "normal"):
+        for n in range(6):
+            await engine_redis.xadd(k.lane(lane), {"data": orjson.dumps({"lane": lane, "n": n}).decode()})
+    batches: list[list[str]] = []
+
+    @batch_handler
+    async def record(jobs: Sequence[JobContext]) -> list[None]:
+        batches.append([ctx.data["lane"] for ctx in jobs])
+        return [None] * len(jobs)
+
+    started = time.monotonic()
+    await asyncio.wait_for(QueueWorker(settings, Q, record).run(burst=True), 30)
+    assert time.monotonic() - started >= 0.8  # 18 entries at 6 per 400 ms: two windows waited out
+    assert all(len(batch) <= 6 for batch in batches) and sum(map(len, batches)) == 18
+    assert sorted(batches[0]) == ["high"] * 3 + ["normal"] * 3  # the weighted share, not strict priority
+    assert batches[-1] == ["low"] * 6

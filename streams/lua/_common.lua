@@ -33,6 +33,43 @@ local function take_permit(limiterKey, max, windowMs, now, member)
   redis.call('PEXPIRE', limiterKey, windowMs)
 end
 
+-- How many entries a read asks of each lane: all of `allowed` from the highest
+-- (strict priority, `weights` ''), or a weighted share ("h,n,l"). Slot k of the weighted
+-- cycle belongs to the lane whose cumulative weight covers k; a counter in the meta hash
+-- carries the position across reads, so even one slot per read visits every lane in
+-- proportion over time. A share that finds its lane empty is the caller's to pass on.
+local function lane_quotas(meta, weightsArg, allowed)
+  if weightsArg == '' then return { allowed, 0, 0 } end
+  local weights, total = {}, 0
+  for w in string.gmatch(weightsArg, '%d+') do
+    weights[#weights + 1] = tonumber(w)
+    total = total + tonumber(w)
+  end
+  local start = redis.call('HINCRBY', meta, 'cycle', allowed) - allowed
+  local quota = { 0, 0, 0 }
+  for s = 0, allowed - 1 do
+    local k = (start + s) % total
+    local lane = 1
+    while k >= weights[lane] do
+      k = k - weights[lane]
+      lane = lane + 1
+    end
+    quota[lane] = quota[lane] + 1
+  end
+  return quota
+end
+
+-- The newest entry id of each lane ('0-0' when empty): what a worker that found nothing
+-- to read blocks on with XREAD.
+local function last_ids(lanes)
+  local ids = {}
+  for lane = 1, 3 do
+    local last = redis.call('XREVRANGE', lanes[lane], '+', '-', 'COUNT', 1)
+    ids[lane] = (last[1] and last[1][1]) or '0-0'
+  end
+  return ids
+end
+
 -- One command over many values (field-value or score-member pairs, or members), sent in
 -- chunks that stay inside Lua's stack limit; nothing is sent for no values.
 local function call_many(command, key, values)

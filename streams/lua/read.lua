@@ -52,29 +52,7 @@ if redis.call('HGET', meta, 'paused') == '1' then return { 'paused' } end
 local allowed, wait = free_permits(limiter, rateMax, rateWindow, want, now)
 if allowed == 0 then return { 'limited', wait } end
 
--- How many entries to ask of each lane: strict priority, or a weighted share.
-local quota = { allowed, 0, 0 }
-if ARGV[4] ~= '' then
-  local weights, total = {}, 0
-  for w in string.gmatch(ARGV[4], '%d+') do
-    weights[#weights + 1] = tonumber(w)
-    total = total + tonumber(w)
-  end
-  -- Slot k of the weighted cycle belongs to the lane whose cumulative weight covers k;
-  -- a counter in meta carries the position across reads, so even one slot per read
-  -- visits every lane in proportion over time.
-  local start = redis.call('HINCRBY', meta, 'cycle', allowed) - allowed
-  quota = { 0, 0, 0 }
-  for s = 0, allowed - 1 do
-    local k = (start + s) % total
-    local lane = 1
-    while k >= weights[lane] do
-      k = k - weights[lane]
-      lane = lane + 1
-    end
-    quota[lane] = quota[lane] + 1
-  end
-end
+local quota = lane_quotas(meta, ARGV[4], allowed)
 
 -- Index writes are gathered and sent once per key at the end (one HSET, ZREM, ZADD).
 local jobs, inflightPairs, startedIds, activePairs = {}, {}, {}, {}
@@ -130,9 +108,4 @@ end
 local nextDue = -1
 local first = redis.call('ZRANGE', scheduled, 0, 0, 'WITHSCORES')
 if first[2] then nextDue = math.max(tonumber(first[2]) - now, 1) end
-local lastIds = {}
-for lane = 1, 3 do
-  local last = redis.call('XREVRANGE', KEYS[lane], '+', '-', 'COUNT', 1)
-  lastIds[lane] = (last[1] and last[1][1]) or '0-0'
-end
-return { 'empty', nextDue, lastIds }
+return { 'empty', nextDue, last_ids(KEYS) }

@@ -81,6 +81,7 @@ local function visit_entry(lane, p)
     end
     redis.call('HSET', ctx.failures, field, 'active:' .. attempts .. ':0')
     if crash then emit(ctx.events, ctx.eventsMaxLen, 'stalled', jobId, 'stalls', stalls) end
+    take_permit(limiter, rateMax, rateWindow, now, field .. ':' .. (deliveries + 1))
     claimed[#claimed + 1] = { lane, entryId, jobId, entry_data(got[1][2]), attempts, stalls,
       deliveries + 1 }
     allowed = allowed - 1
