@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+import types
+from collections.abc import Coroutine, Generator, Sequence
 from typing import Any
 
 import orjson
@@ -28,6 +29,26 @@ from streams.scripts import Delivery, QueueScripts
 
 log = logging.getLogger(__name__)
 FAST_WAIT_MAX_S = 1.0  # a rate-limited read waits no longer, so a stop is never held up
+
+
+@types.coroutine
+def _resume(call: Coroutine[Any, Any, Any], awaited: Any) -> Generator[Any, Any, Any]:
+    """Goes on with a coroutine started by hand (`call.send(None)` gave `awaited`, what it
+    waits on), as if the task running this had started it: what it waits on goes to the
+    task, and what the task sends or throws (a cancellation) goes back into it."""
+    while True:
+        try:
+            sent = yield awaited
+        except BaseException as exc:
+            try:
+                awaited = call.throw(exc)
+            except StopIteration as done:
+                return done.value
+        else:
+            try:
+                awaited = call.send(sent)
+            except StopIteration as done:
+                return done.value
 
 
 class BatchRunner:
@@ -142,49 +163,57 @@ class BatchRunner:
                 error = RuntimeError(f"batch handler returned {len(results)} results for {len(jobs)} jobs")
                 return [error] * len(jobs)
             return results
-        outcomes: list[Any] = []
-        while len(outcomes) < len(jobs):
-            await self._run_inline(jobs, outcomes, timeout)
+        return await self._run_each(jobs)
+
+    async def _run_each(self, jobs: list[JobContext]) -> list[Any]:
+        """Runs the handler on each job, in order. A call that returns without waiting
+        (no I/O) is done on the spot and costs no task; one that waits goes on as a task,
+        under the queue's timeout, at most `concurrency` of them at once (what Python
+        3.12's eager tasks do). Each job's outcome is its result or its exception."""
+        loop = asyncio.get_running_loop()
+        outcomes: list[Any] = [None] * len(jobs)
+        durations: list[float] = []  # observed once for the batch: a histogram call per entry cost a third
+        waiting: dict[asyncio.Task[Any], int] = {}
+        for index, job in enumerate(jobs):
+            started = loop.time()
+            call = self.handler(job)
+            try:
+                awaited = call.send(None)  # type: ignore[attr-defined]
+            except StopIteration as done:
+                outcomes[index] = done.value
+            except Exception as exc:
+                outcomes[index] = exc
+            else:
+                waiting[loop.create_task(self._finish(call, awaited, started, durations))] = index
+                if len(waiting) >= self.policy.concurrency:
+                    finished, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                    for task in finished:
+                        outcomes[waiting.pop(task)] = task.result()
+                continue
+            durations.append(loop.time() - started)
+        if waiting:
+            await asyncio.wait(waiting)
+            for task, index in waiting.items():
+                outcomes[index] = task.result()
+        metrics.jobs_ran(self.queue, durations)
         return outcomes
 
-    async def _run_inline(self, jobs: list[JobContext], outcomes: list[Any], timeout: float) -> None:
-        """Runs `jobs` from `len(outcomes)` on, one after another, appending each outcome,
-        under one timer for the whole run rather than a timeout context per entry (that
-        cost a quarter of the fast path's CPU). The timer fires when the entry running
-        then has had `timeout` seconds, re-arming for that entry's own deadline when it
-        started later; an entry that overstays is cancelled and gets a JobTimeout, and
-        the caller resumes with the next one."""
+    async def _finish(self, call: Coroutine[Any, Any, Any], awaited: Any, started: float,
+                      durations: list[float]) -> Any:
+        """The rest of a handler call that waited, under the timeout from its start."""
         loop = asyncio.get_running_loop()
-        started = loop.time()
-        timer: asyncio.TimerHandle | None = None
-        durations: list[float] = []  # observed once for the run: a histogram call per entry cost a third
-
-        def check() -> None:
-            nonlocal timer
-            due = started + timeout
-            if loop.time() >= due:
-                deadline.reschedule(loop.time())  # expire now: cancels the running entry
-            else:
-                timer = loop.call_at(due, check)
-
+        deadline = asyncio.timeout_at(started + self.policy.timeout)
         try:
-            async with asyncio.timeout(None) as deadline:
-                timer = loop.call_at(started + timeout, check)
-                for job in jobs[len(outcomes):]:
-                    started = loop.time()
-                    try:
-                        outcome = await self.handler(job)
-                    except Exception as exc:
-                        outcome = exc
-                    durations.append(loop.time() - started)
-                    outcomes.append(outcome)
-        except TimeoutError:
-            durations.append(loop.time() - started)
-            outcomes.append(JobTimeout(f"attempt exceeded the queue's timeout of {timeout:g}s"))
+            async with deadline:
+                return await _resume(call, awaited)
+        except TimeoutError as exc:
+            if deadline.expired():
+                return JobTimeout(f"attempt exceeded the queue's timeout of {self.policy.timeout:g}s")
+            return exc
+        except Exception as exc:
+            return exc
         finally:
-            if timer is not None:
-                timer.cancel()
-            metrics.jobs_ran(self.queue, durations)
+            durations.append(loop.time() - started)
 
     async def _ack(self, done: list[tuple[Delivery, Any]], ran: float) -> None:
         """Acks a batch in one round trip, keeping the newest `keep_completed` outcomes

@@ -13,7 +13,7 @@ import pytest
 from redis.asyncio import Redis
 
 from config import Settings
-from streams import InvalidJob, JobContext, JobSpec, Producer, QueueAdmin, QueueWorker
+from streams import InvalidJob, JobContext, JobSpec, JobState, Producer, QueueAdmin, QueueWorker
 from streams.context import batch_handler
 from streams.fastpath import BatchRunner
 from streams.keys import GROUP, QueueKeys
@@ -114,9 +114,9 @@ async def test_failures_retry_with_backoff_then_dead_letter_with_the_entry_data(
 
 async def test_an_entry_over_the_timeout_fails_alone_and_later_entries_get_their_own_time(
         engine_redis: Redis, make_settings: Callable[..., Settings]) -> None:
-    # One timer serves a whole inline batch: it must cancel only the entry that overstays,
-    # and an entry starting late in the batch still gets the full timeout.
-    settings = make_settings(signals={"attempts": 1, "timeout": 0.3})
+    # Handlers that wait run side by side, at most `concurrency` at once: the timeout
+    # cancels only the entry that overstays, and each entry's time runs from its own start.
+    settings = make_settings(signals={"attempts": 1, "timeout": 0.3, "concurrency": 2})
     await Producer(engine_redis, settings).add_many(Q, [JobSpec({"n": n}) for n in range(6)])
     finished: list[int] = []
 
@@ -125,8 +125,10 @@ async def test_an_entry_over_the_timeout_fails_alone_and_later_entries_get_their
         await asyncio.sleep({1: 5.0, 2: 0.2, 3: 0.2, 4: 0.2}.get(n, 0))  # 2-4 together outlast one timeout
         finished.append(n)
 
+    started = time.monotonic()
     await drain(settings, handler)
-    assert finished == [0, 2, 3, 4, 5]
+    assert sorted(finished) == [0, 2, 3, 4, 5]
+    assert time.monotonic() - started >= 0.4  # 2-4 at most two at a time: two rounds of 0.2 s
     (letter,) = await QueueAdmin(engine_redis, settings).dead_letters(Q)
     assert (letter.data, letter.error_type) == ({"n": 1}, "JobTimeout")
     assert "timeout of 0.3s" in letter.error
@@ -247,3 +249,25 @@ async def test_a_rate_limit_and_lane_weights_are_honoured_on_the_fast_path(
     assert all(len(batch) <= 6 for batch in batches) and sum(map(len, batches)) == 18
     assert sorted(batches[0]) == ["high"] * 3 + ["normal"] * 3  # the weighted share, not strict priority
     assert batches[-1] == ["low"] * 6
+
+
+async def test_handlers_that_wait_run_side_by_side_up_to_the_concurrency(
+        engine_redis: Redis, make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings(signals={"concurrency": 3})
+    await Producer(engine_redis, settings).add_many(Q, [JobSpec({"n": n}) for n in range(10)])
+    running, most = 0, 0
+
+    async def handler(ctx: JobContext) -> int:
+        nonlocal running, most
+        if ctx.data["n"] % 2:  # odd ones return at once, never waiting
+            return ctx.data["n"]
+        running += 1
+        most = max(most, running)
+        await asyncio.sleep(0.05)
+        running -= 1
+        return ctx.data["n"]
+
+    await drain(settings, handler)
+    assert most == 3
+    jobs = await QueueAdmin(engine_redis, settings).jobs(Q, JobState.COMPLETED, 20)
+    assert sorted(job.returnvalue for job in jobs) == list(range(10))
