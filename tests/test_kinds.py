@@ -118,7 +118,7 @@ async def test_the_reports_kind_fires_due_schedules_beside_its_workers(
 
 def test_importing_the_api_and_the_registry_loads_no_handler_dependency() -> None:
     heavy = ("feedparser", "vaderSentiment", "dns", "jinja2", "aiosmtplib")
-    code = ("import sys, api.app, processors.kinds; "
+    code = ("import sys, api.app, processors.kinds, processors.intake; "
             f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({heavy!r})))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"

@@ -1,7 +1,8 @@
 """/api/jobs: create a job, the counts of every queue, one job, remove or retry one.
 
 Creating a job costs one Redis round trip: the data is validated by its kind's model
-(processors.kinds) here, and the producer's one script does the rest.
+(processors.kinds), a signal by the app's signal intake too, and the producer's one
+script does the rest.
 """
 
 from __future__ import annotations
@@ -10,12 +11,13 @@ import re
 
 from aiohttp import web
 
-from api.errors import BadRequest, NotFound
-from api.messages import invalid_field, query, read_json, respond, validated
+from api.errors import BadRequest, Invalid, NotFound
+from api.messages import body_details, invalid_field, query, read_json, respond, validated
 from api.routes.common import audit, job_id, now_ms
 from api.schemas import (JOB_ACTIONS, JOB_REQUESTS, JobActionQuery, JobActionResult, JobCreated, JobDetailView,
                          JobEnvelope, JobsOverview)
-from api.state import ADMIN, PRODUCER, SETTINGS, SIGNAL_TYPES
+from api.state import ADMIN, PRODUCER, SETTINGS, SIGNAL_INTAKE
+from processors.intake import InvalidSignal
 from processors.kinds import KINDS, SIGNALS
 from streams.admin import reported_state
 from streams.job import JobState
@@ -32,9 +34,11 @@ async def create_job(request: web.Request) -> web.Response:
     if kind is None:
         raise NotFound(f"unknown job type {job_type!r}; the types are: {', '.join(KINDS.types)}")
     data = validated(JOB_REQUESTS[job_type], raw).data  # type: ignore[attr-defined]
-    if kind is SIGNALS and data.signalType not in request.app[SIGNAL_TYPES]:
-        raise invalid_field("body", ["data", "signalType"],
-                            f"unknown signal type; use one of: {', '.join(request.app[SIGNAL_TYPES])}")
+    if kind is SIGNALS:
+        try:
+            request.app[SIGNAL_INTAKE].validate(data)
+        except InvalidSignal as exc:
+            raise Invalid(f"invalid signal: {exc}", body_details(exc.problems, ["data"])) from None
     queue = kind.queue
     created_at = now_ms()
     added = await request.app[PRODUCER].add(queue, data.model_dump(mode="json", exclude_unset=True),
