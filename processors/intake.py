@@ -64,7 +64,8 @@ class SignalIntake:
     def encode(self, value: Any) -> tuple[str, str]:
         """The signal's (stream key, data JSON); InvalidSignal when it is invalid or does
         not fit an entry (too long, no partition field)."""
-        signal, encoder = self.validate(value), self.encoder
+        signal = self.validate(value)
+        encoder = self.encoder  # outside the try: a queue keeping records is no fault of this signal
         try:
             return encoder.encode(signal)
         except InvalidJob as exc:
