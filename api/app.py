@@ -21,9 +21,10 @@ from api.openapi import build_openapi
 from api.routes.dashboard import STATIC_DIR, STATIC_PREFIX
 from api.routes.events import events_context, stop_event_streams
 from api.schemas import JOB_IDS_MAX_CHARS
-from api.state import ADMIN, AUDIT, OPENAPI, PRODUCER, REDIS, ROLES, SETTINGS, SIGNAL_TYPES, TOKENS
+from api.state import ADMIN, AUDIT, OPENAPI, PRODUCER, REDIS, ROLES, SETTINGS, SIGNAL_INTAKE, TOKENS
 from api.tokens import TokenStore
 from config import Settings
+from processors.intake import SignalIntake
 from streams import Producer, QueueAdmin, connect
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ def create_app(settings: Settings) -> web.Application:
                           handler_args={"max_line_size": MAX_REQUEST_LINE})
     app[SETTINGS] = settings
     app[TOKENS] = TokenStore(settings.api_tokens, settings.api_tokens_file)
-    app[SIGNAL_TYPES] = tuple(settings.signal_types)
+    app[SIGNAL_INTAKE] = SignalIntake(settings)
     app[ROLES] = {ep.handler: ep.role for ep in ENDPOINTS}
     app[OPENAPI] = build_openapi(settings, ENDPOINTS)
     for ep in ENDPOINTS:

@@ -7,7 +7,7 @@ Content-Type, as the seed's curl examples do not always set one.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any, Literal, TypeVar
 
 import orjson
@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 
 from api.errors import BadRequest, Invalid
 from api.schemas import ActionEnvelope, ErrorDetail
+from processors.intake import Problem
 
 M = TypeVar("M", bound=BaseModel)
 Location = Literal["body", "query", "path", "header"]
@@ -48,6 +49,11 @@ def invalid(exc: ValidationError, location: Location) -> Invalid:
 def invalid_field(location: Location, path: Sequence[str | int], message: str) -> Invalid:
     where = f"{location} field {'.'.join(map(str, path))}" if path else location
     return Invalid(f"invalid {where}: {message}", [ErrorDetail(location=location, path=list(path), message=message)])
+
+
+def body_details(problems: Iterable[Problem], prefix: Sequence[str | int] = ()) -> list[ErrorDetail]:
+    """A refused signal's problems as error details, their paths under `prefix`."""
+    return [ErrorDetail(location="body", path=[*prefix, *p.path], message=p.message) for p in problems]
 
 
 def query(request: web.Request, model: type[M]) -> M:

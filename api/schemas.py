@@ -10,7 +10,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, StringConstraints, WithJsonSchema, create_model
 
-from processors.models import JOB_TYPES, JobData
+from processors.kinds import KINDS
+from processors.models import JobData
 from streams.admin import QueueStatus
 from streams.listing import DeadLetter
 from streams.job import Job, JobState
@@ -59,7 +60,7 @@ def _job_request(job_type: str, data_model: type[JobData]) -> type[Request]:
                         data=(data_model, ...))
 
 
-JOB_REQUESTS: dict[str, type[Request]] = {t: _job_request(t, model) for t, (_, model) in JOB_TYPES.items()}
+JOB_REQUESTS: dict[str, type[Request]] = {kind.type: _job_request(kind.type, kind.model) for kind in KINDS}
 
 
 # -- requests: queue and dead-letter actions --------------------------------------------

@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 from api.audit import AuditTrail
 from api.tokens import Principal, Role, TokenStore
 from config import Settings
+from processors.intake import SignalIntake
 from streams import Producer, QueueAdmin
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -22,7 +23,8 @@ TOKENS = web.AppKey("tokens", TokenStore)
 # The role each route's handler needs; None: open to anyone (health, readiness, the document).
 ROLES = web.AppKey("roles", dict[Callable[[web.Request], Awaitable[web.StreamResponse]], Role | None])
 OPENAPI = web.AppKey("openapi", dict[str, Any])
-SIGNAL_TYPES = web.AppKey("signal_types", tuple[str, ...])
+# The one signal intake of the app: both signal endpoints check and encode with it.
+SIGNAL_INTAKE = web.AppKey("signal_intake", SignalIntake)
 
 # Set by the Redis cleanup context for the app's lifetime.
 REDIS = web.AppKey("redis", Redis)

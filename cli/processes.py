@@ -46,15 +46,15 @@ def cmd_workers(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def consumed_queues(chosen: str | None, settings: Settings, concurrency: int | None = None) -> list[str]:
-    """The queues `--queues` chose (default: every configured one) that have a handler;
-    says which have none."""
-    from processors import HANDLED_QUEUES
+    """The queues `--queues` chose (default: every configured one) that a job kind
+    consumes; says which have none."""
+    from processors.kinds import KINDS
 
     wanted = check_queues(settings, chosen.split(",") if chosen else list(settings.queues))
     if concurrency is not None and concurrency < 1:
         raise CliError("--concurrency must be at least 1", EXIT_USAGE)
-    handled = [q for q in wanted if q in HANDLED_QUEUES]
-    missing = [q for q in wanted if q not in HANDLED_QUEUES]
+    handled = [q for q in wanted if q in KINDS.by_queue]
+    missing = [q for q in wanted if q not in KINDS.by_queue]
     if missing:
         print(f"tgjobs: no handler registered for {', '.join(missing)}; not consuming "
               f"{'it' if len(missing) == 1 else 'them'}", file=sys.stderr)
@@ -66,15 +66,16 @@ def consumed_queues(chosen: str | None, settings: Settings, concurrency: int | N
 async def consume(settings: Settings, queues: list[str], *, concurrency: int | None = None,
                   burst: bool = False) -> None:
     """Runs the processors of `queues` until a signal (or, with `burst`, until drained),
-    and, beside the reports workers, the loop that fires due report schedules."""
+    and beside them their kinds' companion tasks (the reports kind's schedule loop)."""
     from processors import build_handlers
-    from processors.schedules import Schedules
+    from processors.kinds import KINDS
 
     redis = connect(settings)
     try:
-        handlers = {q: h for q, h in build_handlers(settings, redis).items() if q in queues}
+        handlers = build_handlers(settings, redis, queues)
         stopping = asyncio.Event()
-        companions = [] if burst or "reports" not in handlers else [Schedules(settings, redis).run(stopping)]
+        companions = [] if burst else [companion(settings, redis, stopping) for queue in handlers
+                                       for companion in KINDS.by_queue[queue].companions]
 
         async def workers() -> None:
             try:

@@ -1,36 +1,24 @@
-"""Handlers of the job types, one module per type, built per queue name by `build_handlers`.
+"""Handlers of the job kinds, one module per kind, declared in `kinds.KINDS` and built
+per queue name by `build_handlers`.
 
 The engine never imports this package; the CLI builds the handlers with
 `build_handlers(settings, redis)` and hands them to the workers. Models (`models`),
-the record store (`store`) and report schedules (`schedules`) serve the API as well.
+the record store (`store`), report schedules (`schedules`) and the signal intake
+(`intake`) serve the API as well.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from redis.asyncio import Redis
 
 from config import Settings
+from processors.kinds import KINDS
 from streams import Handler
 
-HANDLED_QUEUES = ("research", "enrichment", "reports", "signals")
-"""The queues `build_handlers` serves; known without building anything."""
 
-
-def build_handlers(settings: Settings, redis: Redis) -> dict[str, Handler]:
-    """Queue name -> handler for the four job types. `redis` must decode replies to str
-    (streams.connect does); the caller owns and closes it."""
-    # Imported here, not at the top: the API imports processors.models and should not
-    # pay for feedparser, VADER's lexicon or dnspython when it never runs a handler.
-    from processors.enrichment import EnrichmentProcessor
-    from processors.reports import ReportProcessor
-    from processors.research import ResearchProcessor
-    from processors.signals import SignalProcessor
-
-    signals = SignalProcessor(settings, redis)
-    return {
-        "research": ResearchProcessor(settings, redis).handle,
-        "enrichment": EnrichmentProcessor(settings, redis).handle,
-        "reports": ReportProcessor(settings, redis).handle,
-        # On the fast path (no job records, the default) a whole batch is one call.
-        "signals": signals.handle if settings.policy("signals").records else signals.batch_handler(),
-    }
+def build_handlers(settings: Settings, redis: Redis, queues: Collection[str] | None = None) -> dict[str, Handler]:
+    """Queue name -> handler for every kind (or those of `queues`). `redis` must decode
+    replies to str (streams.connect does); the caller owns and closes it."""
+    return {kind.queue: kind.handler(settings, redis) for kind in KINDS if queues is None or kind.queue in queues}

@@ -83,22 +83,6 @@ class ScheduleData(JobData):
         return expression
 
 
-# The seed's job type names, and the queue each goes to.
-JOB_TYPES: dict[str, tuple[str, type[JobData]]] = {
-    "research": ("research", ResearchData),
-    "enrichment": ("enrichment", EnrichmentData),
-    "report": ("reports", ReportData),
-    "signal": ("signals", SignalData),
-}
-
-JOB_NAMES: dict[str, str] = {
-    "research": "company-research",
-    "enrichment": "contact-enrichment",
-    "report": "analytics-report",
-    "signal": "signal-processing",
-}
-
-
 # -- reading job data in a handler ---------------------------------------------------
 
 M = TypeVar("M", bound=JobData)

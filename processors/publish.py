@@ -1,5 +1,6 @@
-"""Typed signal publishers: the streams SDK's publishers validating with `SignalData`
-(the model the API uses) and the configured signal types.
+"""Typed signal publishers: the streams SDK's publishers on the signals kind's queue,
+validating with the signal intake (SignalData and the configured signal types), as the
+API does.
 
     publisher = signal_publisher(streams.connect(settings), settings)
     await publisher.publish_signal({"signalId": "sig_1", "signalType": "Email Open",
@@ -14,30 +15,20 @@ import redis as sync_redis
 from redis.asyncio import Redis
 
 from config import Settings
-from processors.models import SignalData
+from processors.intake import SignalIntake
 from streams.signals_sdk import SignalPublisher, SyncSignalPublisher
 
 
-def signal_validator(settings: Settings) -> Any:
-    """Validates with SignalData, then refuses a signalType that is not configured."""
-    types = frozenset(settings.signal_types)
-
-    def validate(value: Any) -> SignalData:
-        signal = SignalData.model_validate(value)
-        if signal.signalType not in types:
-            raise ValueError(f"signalType: unknown signal type {signal.signalType!r}; use one of: "
-                             f"{', '.join(settings.signal_types)}")
-        return signal
-
-    return validate
+def signal_publisher(redis: Redis, settings: Settings, *, intake: SignalIntake | None = None,
+                     **kwargs: Any) -> SignalPublisher:
+    """`intake`: one already built (the API's); else one is built for this publisher."""
+    intake = intake or SignalIntake(settings)
+    return SignalPublisher(redis, settings, queue=intake.queue, validator=intake.validate, **kwargs)
 
 
-def signal_publisher(redis: Redis, settings: Settings, **kwargs: Any) -> SignalPublisher:
-    return SignalPublisher(redis, settings, validator=signal_validator(settings), **kwargs)
-
-
-def sync_signal_publisher(settings: Settings, redis: sync_redis.Redis | None = None,
-                          **kwargs: Any) -> SyncSignalPublisher:
+def sync_signal_publisher(settings: Settings, redis: sync_redis.Redis | None = None, *,
+                          intake: SignalIntake | None = None, **kwargs: Any) -> SyncSignalPublisher:
+    intake = intake or SignalIntake(settings)
     if redis is None:
-        return SyncSignalPublisher.connect(settings, validator=signal_validator(settings), **kwargs)
-    return SyncSignalPublisher(redis, settings, validator=signal_validator(settings), **kwargs)
+        return SyncSignalPublisher.connect(settings, queue=intake.queue, validator=intake.validate, **kwargs)
+    return SyncSignalPublisher(redis, settings, queue=intake.queue, validator=intake.validate, **kwargs)

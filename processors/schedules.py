@@ -17,7 +17,8 @@ from croniter import croniter
 from redis.asyncio import Redis
 
 from config import Settings
-from processors.models import JOB_NAMES, ReportData, ScheduleData, record_id
+from processors.kinds import REPORTS
+from processors.models import ReportData, ScheduleData, record_id
 from processors.periods import iso_instant
 from processors.store import ScheduleKeys
 from streams import JobSpec, Producer
@@ -110,10 +111,10 @@ class Schedules:
                 await self.redis.zrem(self.keys.due, schedule_id)
                 continue
             firing.append((schedule_id, int(due_ms), orjson.loads(raw)))
-        specs = [JobSpec(_report_data(definition), name=JOB_NAMES["report"],  # named as the API names them
+        specs = [JobSpec(_report_data(definition), name=REPORTS.name,  # named as the API names them
                          idempotency_key=f"schedule:{schedule_id}:{due_ms}")
                  for schedule_id, due_ms, definition in firing]
-        added = await self.producer.add_many("reports", specs)
+        added = await self.producer.add_many(REPORTS.queue, specs)
         async with self.redis.pipeline(transaction=False) as pipe:
             for schedule_id, due_ms, definition in firing:
                 after = max(now, datetime.fromtimestamp(due_ms / 1000, UTC))

@@ -11,9 +11,10 @@ a partition p > 0 names itself in the job id: ``<queue>-p<p>-<entry id>``.
 for WSGI apps, threads and scripts) each have ``publish_signal(signal)`` and
 ``publish_signals(signals)``; the batch form validates every item first (nothing is
 written when one is invalid) and pipelines the whole list, one round trip per chunk of
-``chunk_size`` entries. The engine does not know the signal model (streams must not
-import processors): pass ``validator``, a pydantic model class or a callable returning
-the validated value; ``processors.publish`` builds publishers with ``SignalData``.
+``chunk_size`` entries. The engine knows neither the signal model nor which queue is
+the signals one (streams must not import processors): pass ``queue`` and ``validator``,
+a pydantic model class or a callable returning the validated value;
+``processors.publish`` builds publishers on the signal intake (``processors.intake``).
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from streams.errors import InvalidJob, UnknownQueue
 from streams.keeping import keeps_records
 from streams.producer import DATA_FIELD, EntryRouter, JobSpec, append_entries, encode_data
 
-SIGNALS_QUEUE = "signals"
 CHUNK_SIZE = 1000
 
 Validator = Callable[[Any], Any]
@@ -45,7 +45,7 @@ def _as_validator(validator: type[BaseModel] | Validator | None) -> Validator | 
 class SignalEncoder:
     """Turns signals into (stream key, data JSON) pairs; shared by both publishers."""
 
-    def __init__(self, settings: Settings, *, queue: str = SIGNALS_QUEUE,
+    def __init__(self, settings: Settings, *, queue: str,
                  validator: type[BaseModel] | Validator | None = None) -> None:
         if queue not in settings.queues:
             raise UnknownQueue(queue)
@@ -94,7 +94,7 @@ def _summary(exc: ValidationError) -> str:
 class SignalPublisher:
     """Publishes signals with an async client (``streams.connect(settings)``)."""
 
-    def __init__(self, redis: Redis, settings: Settings, *, queue: str = SIGNALS_QUEUE,
+    def __init__(self, redis: Redis, settings: Settings, *, queue: str,
                  validator: type[BaseModel] | Validator | None = None, chunk_size: int = CHUNK_SIZE) -> None:
         self.redis = redis
         self.encoder = SignalEncoder(settings, queue=queue, validator=validator)
@@ -111,15 +111,21 @@ class SignalPublisher:
         return await self.publish_encoded(self.encoder.encode_all(signals))
 
     async def publish_encoded(self, entries: Sequence[tuple[str, str]]) -> list[str]:
-        entry_ids = await append_entries(self.redis, entries, self.chunk_size)
-        return [self.encoder.job_id(stream, entry_id) for (stream, _), entry_id in zip(entries, entry_ids)]
+        return await append_signals(self.redis, self.encoder, entries, self.chunk_size)
+
+
+async def append_signals(redis: Redis, encoder: SignalEncoder, entries: Sequence[tuple[str, str]],
+                         chunk_size: int = CHUNK_SIZE) -> list[str]:
+    """XADDs signals `encoder` encoded, one pipeline per chunk; returns their job ids in order."""
+    entry_ids = await append_entries(redis, entries, chunk_size)
+    return [encoder.job_id(stream, entry_id) for (stream, _), entry_id in zip(entries, entry_ids)]
 
 
 class SyncSignalPublisher:
     """Publishes signals with redis-py's synchronous client; safe to share between
     threads (each call takes its own connection from the client's pool)."""
 
-    def __init__(self, redis: sync_redis.Redis, settings: Settings, *, queue: str = SIGNALS_QUEUE,
+    def __init__(self, redis: sync_redis.Redis, settings: Settings, *, queue: str,
                  validator: type[BaseModel] | Validator | None = None, chunk_size: int = CHUNK_SIZE) -> None:
         self.redis = redis
         self.encoder = SignalEncoder(settings, queue=queue, validator=validator)

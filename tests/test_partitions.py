@@ -59,7 +59,7 @@ async def test_signals_route_by_company_and_stay_in_order(
         engine_redis: Redis, make_settings: Callable[..., Settings]) -> None:
     settings = partitioned(make_settings)
     companies = [f"company-{n}" for n in range(12)]
-    publisher = SignalPublisher(engine_redis, settings, chunk_size=7)
+    publisher = SignalPublisher(engine_redis, settings, queue=Q, chunk_size=7)
     published = [signal(company, n) for n in range(10) for company in companies]
     ids = await publisher.publish_signals(published)
     assert len(set(ids)) == len(published)  # job ids name their partition: entry ids repeat across streams
@@ -147,7 +147,7 @@ async def test_pause_stops_every_partition(engine_redis: Redis, make_settings: C
     await admin.pause(Q)
     for k in partition_keys(settings.key_prefix, Q, PARTITIONS):
         assert await engine_redis.hget(k.meta, "paused") == "1"
-    await SignalPublisher(engine_redis, settings).publish_signals([signal(f"c{n}", 0) for n in range(9)])
+    await SignalPublisher(engine_redis, settings, queue=Q).publish_signals([signal(f"c{n}", 0) for n in range(9)])
     ran: list[str] = []
 
     async def handler(ctx: JobContext) -> None:

@@ -63,7 +63,7 @@ async def test_a_batch_with_one_invalid_signal_writes_nothing(
     with pytest.raises(InvalidJob, match="unknown signal type 'Fax Received'"):
         await publisher.publish_signal(bad[2])
     with pytest.raises(InvalidJob, match="priority"):
-        await SignalPublisher(engine_redis, settings).publish_signal({**sig(3), "priority": "urgent"})
+        await SignalPublisher(engine_redis, settings, queue=Q).publish_signal({**sig(3), "priority": "urgent"})
     assert await entries(engine_redis, settings) == []
 
 
@@ -104,7 +104,7 @@ async def test_a_plain_sync_client_and_an_unvalidated_publisher(
     settings = make_settings()
     client = sync_redis.Redis.from_url(settings.redis_connection_url())  # bytes replies work too
     try:
-        publisher = SyncSignalPublisher(client, settings)
+        publisher = SyncSignalPublisher(client, settings, queue=Q)
         ids = publisher.publish_signals([{"n": n} for n in range(3)])
     finally:
         client.close()

@@ -1,7 +1,8 @@
 """/api/jobs: create a job, the counts of every queue, one job, remove or retry one.
 
-Creating a job costs one Redis round trip: the data is validated by its type's model
-(processors.models) here, and the producer's one script does the rest.
+Creating a job costs one Redis round trip: the data is validated by its kind's model
+(processors.kinds), a signal by the app's signal intake too, and the producer's one
+script does the rest.
 """
 
 from __future__ import annotations
@@ -10,13 +11,14 @@ import re
 
 from aiohttp import web
 
-from api.errors import BadRequest, NotFound
-from api.messages import invalid_field, query, read_json, respond, validated
+from api.errors import BadRequest, Invalid, NotFound
+from api.messages import body_details, invalid_field, query, read_json, respond, validated
 from api.routes.common import audit, job_id, now_ms
 from api.schemas import (JOB_ACTIONS, JOB_REQUESTS, JobActionQuery, JobActionResult, JobCreated, JobDetailView,
                          JobEnvelope, JobsOverview)
-from api.state import ADMIN, PRODUCER, SIGNAL_TYPES
-from processors.models import JOB_NAMES, JOB_TYPES
+from api.state import ADMIN, PRODUCER, SIGNAL_INTAKE
+from processors.intake import InvalidSignal
+from processors.kinds import KINDS, SIGNALS
 from streams.listing import reported_state
 from streams.job import JobState
 
@@ -28,16 +30,19 @@ LOG_LINES_SHOWN = 1000
 async def create_job(request: web.Request) -> web.Response:
     raw = await read_json(request)
     job_type = validated(JobEnvelope, raw).type
-    if job_type not in JOB_REQUESTS:
-        raise NotFound(f"unknown job type {job_type!r}; the types are: {', '.join(JOB_REQUESTS)}")
+    kind = KINDS.by_type.get(job_type)
+    if kind is None:
+        raise NotFound(f"unknown job type {job_type!r}; the types are: {', '.join(KINDS.types)}")
     data = validated(JOB_REQUESTS[job_type], raw).data  # type: ignore[attr-defined]
-    if job_type == "signal" and data.signalType not in request.app[SIGNAL_TYPES]:
-        raise invalid_field("body", ["data", "signalType"],
-                            f"unknown signal type; use one of: {', '.join(request.app[SIGNAL_TYPES])}")
-    queue = JOB_TYPES[job_type][0]
+    if kind is SIGNALS:
+        try:
+            request.app[SIGNAL_INTAKE].validate(data)
+        except InvalidSignal as exc:
+            raise Invalid(f"invalid signal: {exc}", body_details(exc.problems, ["data"])) from None
+    queue = kind.queue
     created_at = now_ms()
     added = await request.app[PRODUCER].add(queue, data.model_dump(mode="json", exclude_unset=True),
-                                            name=JOB_NAMES[job_type], idempotency_key=_idempotency_key(request))
+                                            name=kind.name, idempotency_key=_idempotency_key(request))
     if added.created:
         return respond(JobCreated(id=added.id, queue=queue, status=JobState.WAITING, createdAt=created_at), 201)
     # The key named a job added before: answer with that job, as it is now.

@@ -1,5 +1,6 @@
 """POST /api/signals: one signal, a JSON array, NDJSON; all-or-nothing and partial modes;
-the configured maximum; what is written is the fast path's wire format and is processed."""
+the configured maximum; what is written is the fast path's wire format and is processed;
+one signal intake per app, checking signals for this endpoint and POST /api/jobs alike."""
 
 from __future__ import annotations
 
@@ -7,10 +8,13 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
+import pytest
 from conftest import PRODUCER_TOKEN, TOKENS, VIEWER_TOKEN, Api, StartApi, run_jobs
 from redis.asyncio import Redis
 
+from api.state import SIGNAL_INTAKE
 from config import Settings
+from processors.intake import SignalIntake
 from processors.signals import SignalProcessor
 from streams import QueueAdmin
 from streams.keys import QueueKeys
@@ -91,3 +95,35 @@ async def test_the_configured_maximum_and_bad_bodies(
     assert (await api.post("/api/signals", data=b"{oops", headers={"Content-Type": "application/json"}))[0] == 400
     assert (await api.post("/api/signals", [sig(9)], token=VIEWER_TOKEN))[0] == 403
     assert len(await written(engine_redis, api.settings)) == 5
+
+
+async def test_both_endpoints_refuse_an_unknown_signal_type_with_the_same_message(
+        api: Api, engine_redis: Redis) -> None:
+    status, job = await api.post("/api/jobs", {"type": "signal", "data": sig(1, signalType="Fax Received")})
+    assert status == 422, job
+    status, ingested = await api.post("/api/signals", sig(1, signalType="Fax Received"))
+    assert status == 422, ingested
+    (from_jobs,), (from_signals,) = job["details"], ingested["details"]
+    assert (from_jobs["path"], from_signals["path"]) == (["data", "signalType"], ["signalType"])
+    assert from_jobs["message"] == from_signals["message"] == \
+        f"unknown signal type 'Fax Received'; use one of: {', '.join(api.settings.signal_types)}"
+    assert await written(engine_redis, api.settings) == []
+
+
+async def test_the_signal_intake_is_built_once_per_app(
+        start_api: StartApi, make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch) -> None:
+    built: list[SignalIntake] = []
+    build = SignalIntake.__init__
+
+    def counted(intake: SignalIntake, settings: Settings) -> None:
+        built.append(intake)
+        build(intake, settings)
+
+    monkeypatch.setattr(SignalIntake, "__init__", counted)
+    api = await start_api(make_settings(api_tokens=TOKENS))
+    for n in range(2):
+        assert (await api.post("/api/signals", [sig(n), sig(n + 10)]))[0] == 202
+        assert (await api.post("/api/jobs", {"type": "signal", "data": sig(n + 20)}))[0] == 201
+        assert (await api.post("/api/signals", sig(n, signalType="Fax")))[0] == 422
+    intake = api.client.server.app[SIGNAL_INTAKE]
+    assert built == [intake]
