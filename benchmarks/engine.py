@@ -4,8 +4,10 @@
 
 For a regular queue (records, leases, retries on) and for the signals fast path:
 enqueue one at a time, enqueue in batches, processing with a no-op handler, latency
-from publish to handler start at 500 events/s; and the fast path with the real signals
-processor (enqueue and processing; latency is the no-op row's). Every figure is printed beside the
+from publish to handler start at 500 events/s; the fast path with the real signals
+processor (enqueue and processing; latency is the no-op row's); and both with the common
+plugged-in handler, one Redis round trip per job, beside the floor's gather consume
+running the same handler. Every figure is printed beside the
 floor's as a ratio: the regular queue's processing beside the floor's gather consume,
 the fast path's beside the floor's inline consume. The processing runs in a worker process of its own, whose peak
 RSS is the row's peak_rss_mb (the producer's lists are not in it).
@@ -20,7 +22,7 @@ from typing import Any
 
 from common import (LATENCY_RATE_PER_S, Figures, Timer, event_count, peak_rss_mb, percentiles,
                     redis_url, report, unique_prefix)
-from floor import run_floor
+from floor import round_trip_handler, run_floor
 
 from config import Settings
 from processors import build_handlers
@@ -50,7 +52,13 @@ def signal(i: int) -> dict[str, Any]:
 
 
 def handler_for(kind: str, settings: Settings, redis: Any) -> Any:
-    return build_handlers(settings, redis)[FAST] if kind == "signals processor" else noop
+    """"no-op", "round trip" (one pipelined INCR + RPUSH per job, as the floor's row) or
+    "signals processor"."""
+    if kind == "signals processor":
+        return build_handlers(settings, redis)[FAST]
+    if kind == "round trip":
+        return round_trip_handler(redis, f"{settings.key_prefix}:effects")
+    return noop
 
 
 def _drain_in_worker_process(url: str, prefix: str, queue: str, kind: str, count: int) -> tuple[float, float]:
@@ -71,7 +79,7 @@ def _drain_in_worker_process(url: str, prefix: str, queue: str, kind: str, count
 
 async def through_engine(url: str, n: int, queue: str, kind: str, name: str,
                          payload: Any = counter, measure_latency: bool = True) -> Figures:
-    """`kind`: "no-op" or "signals processor", the handler the worker runs."""
+    """`kind`: the handler the worker runs (see handler_for)."""
     settings = settings_for(url, unique_prefix("engine"))
     redis = connect(settings)
     producer = Producer(redis, settings)
@@ -135,13 +143,19 @@ async def latency(settings: Settings, queue: str, count: int) -> tuple[float, fl
 def main() -> None:
     n = event_count(20_000)
     with redis_url() as url:
-        floor, floor_gather = run_floor(url, n)
+        floor, floor_gather, floor_trip = run_floor(url, n)
         regular = asyncio.run(through_engine(url, n, REGULAR, "no-op", "regular queue, no-op handler"))
         fast = asyncio.run(through_engine(url, n, FAST, "no-op", "signals fast path, no-op handler"))
+        regular_trip = asyncio.run(through_engine(url, n, REGULAR, "round trip", "regular queue, round-trip handler",
+                                                  measure_latency=False))
+        fast_trip = asyncio.run(through_engine(url, n, FAST, "round trip", "signals fast path, round-trip handler",
+                                               measure_latency=False))
         real = asyncio.run(through_engine(url, n, FAST, "signals processor", "signals fast path, signals processor",
                                           signal, measure_latency=False))
     report(f"Regular queue against the floor (gather consume), N={n}", [floor_gather, regular], floor_gather)
     report(f"Signals fast path against the floor (inline consume), N={n}", [floor, fast, real], floor)
+    report(f"A handler with one Redis round trip per job, against the floor's gather consume running it, N={n}",
+           [floor_trip, regular_trip, fast_trip], floor_trip)
 
 
 if __name__ == "__main__":

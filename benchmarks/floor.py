@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from redis.asyncio import Redis
 
@@ -43,7 +45,20 @@ async def noop(fields: dict[bytes, bytes]) -> None:
     return None
 
 
-async def consume(redis: Redis, stream: str, n: int, gather: bool) -> float:
+def round_trip_handler(redis: Redis, key: str) -> Callable[[Any], Awaitable[None]]:
+    """The common plugged-in handler: one Redis round trip per job (a pipelined INCR and
+    RPUSH), the same in the floor and in the engine's rows."""
+
+    async def handle(job: Any) -> None:
+        pipe = redis.pipeline(transaction=False)
+        pipe.incr(f"{key}:count").rpush(f"{key}:seen", 1)
+        await pipe.execute()
+
+    return handle
+
+
+async def consume(redis: Redis, stream: str, n: int, gather: bool,
+                  handler: Callable[[Any], Awaitable[None]] = noop) -> float:
     await redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
     done = 0
     with Timer() as t:
@@ -51,7 +66,7 @@ async def consume(redis: Redis, stream: str, n: int, gather: bool) -> float:
             reply = await redis.xreadgroup(GROUP, "c", {stream: ">"}, count=BATCH)
             entries = reply[0][1] if reply else []
             if gather:
-                await asyncio.gather(*(noop(fields) for _, fields in entries))
+                await asyncio.gather(*(handler(fields) for _, fields in entries))
             else:
                 for _, fields in entries:
                     noop(fields).close()  # the handler's body, without scheduling it
@@ -106,27 +121,37 @@ async def measure(url: str, n: int) -> Figures:
         await enqueue_pipelined(redis, f"{prefix}:gather", n)
         inline = await consume(redis, f"{prefix}:inline", n, gather=False)
         gathered = await consume(redis, f"{prefix}:gather", n, gather=True)
+        await enqueue_pipelined(redis, f"{prefix}:trip", n)
+        tripped = await consume(redis, f"{prefix}:trip", n, gather=True,
+                                handler=round_trip_handler(redis, f"{prefix}:effects"))
         p50, p99 = await latency(redis, url, f"{prefix}:latency", min(n, 2 * LATENCY_RATE_PER_S * 2))
         version = redis_version(await redis.info("server"))
-        await redis.delete(*[f"{prefix}:{s}" for s in ("single", "inline", "gather", "latency")])
+        await redis.delete(*[f"{prefix}:{s}" for s in ("single", "inline", "gather", "latency", "trip",
+                                                       "effects:count", "effects:seen")])
     finally:
         await redis.aclose()
-    print(f"floor: redis {version}, N={n}; consume inline {inline:,.0f}/s, gather {gathered:,.0f}/s")
-    return Figures("floor", single, bulk, inline, p50, p99, peak_rss_mb()), gathered
+    print(f"floor: redis {version}, N={n}; consume inline {inline:,.0f}/s, gather {gathered:,.0f}/s, "
+          f"gather with one round trip per job {tripped:,.0f}/s")
+    return Figures("floor", single, bulk, inline, p50, p99, peak_rss_mb()), gathered, tripped
 
 
-def run_floor(url: str, n: int) -> tuple[Figures, Figures]:
-    """The floor's figures: one row with inline consume, one with gather consume."""
-    inline, gathered = asyncio.run(measure(url, n))
-    return inline, Figures("floor (gather consume)", inline.enqueue_per_s, inline.enqueue_bulk_per_s,
-                           gathered, inline.latency_p50_ms, inline.latency_p99_ms, inline.peak_rss_mb)
+def run_floor(url: str, n: int) -> tuple[Figures, Figures, Figures]:
+    """The floor's figures: rows with inline consume, gather consume, and gather consume
+    running the round-trip handler."""
+    inline, gathered, tripped = asyncio.run(measure(url, n))
+
+    def row(name: str, rate: float) -> Figures:
+        return Figures(name, inline.enqueue_per_s, inline.enqueue_bulk_per_s, rate, inline.latency_p50_ms,
+                       inline.latency_p99_ms, inline.peak_rss_mb)
+
+    return inline, row("floor (gather consume)", gathered), row("floor (gather, round-trip handler)", tripped)
 
 
 def main() -> None:
     n = event_count(20_000)
     with redis_url() as url:
-        inline, gathered = run_floor(url, n)
-    report(f"Redis Streams floor, N={n}", [inline, gathered])
+        rows = run_floor(url, n)
+    report(f"Redis Streams floor, N={n}", list(rows))
 
 
 if __name__ == "__main__":

@@ -18,9 +18,11 @@ TIMEOUT_S = 240
 
 
 @pytest.mark.parametrize(("script", "names"), [
-    ("floor.py", {"floor", "floor (gather consume)"}),
+    ("floor.py", {"floor", "floor (gather consume)", "floor (gather, round-trip handler)"}),
     ("engine.py", {"floor", "floor (gather consume)", "regular queue, no-op handler",
-                   "signals fast path, no-op handler", "signals fast path, signals processor"}),
+                   "signals fast path, no-op handler", "signals fast path, signals processor",
+                   "floor (gather, round-trip handler)", "regular queue, round-trip handler",
+                   "signals fast path, round-trip handler"}),
 ])
 def test_benchmark_runs_and_prints_json_lines(redis_url: str, script: str, names: set[str]) -> None:
     env = {**os.environ, "REDIS_URL": redis_url, "N": "200"}
