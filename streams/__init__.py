@@ -5,13 +5,13 @@ The public surface is re-exported here; see README.md for how jobs map onto stre
 """
 
 from streams.admin import QueueAdmin, QueueStatus
-from streams.listing import DeadLetter
 from streams.connection import connect
 from streams.context import Handler, JobContext
 from streams.errors import (InvalidJob, JobNotFound, JobStateConflict, JobTimeout, StreamsError,
                             UnknownQueue, UnrecoverableError)
 from streams.job import Job, JobState
 from streams.keys import Lane, QueueKeys
+from streams.listing import DeadLetter
 from streams.producer import AddedJob, JobSpec, Producer
 from streams.runner import run_workers
 from streams.signals_sdk import SignalPublisher, SyncSignalPublisher

@@ -196,12 +196,13 @@ class StreamJobs:
         low, high = self._bounds(state, after)
         low_order = entry_order(low[1:]) if low.startswith("(") else None
         high_order = entry_order(high[1:]) if high.startswith("(") else None
+        pending = [[] if isinstance(entries, ResponseError) else entries for entries in pending]
+        async with self.redis.pipeline(transaction=False) as pipe:  # every pending entry's retry state
+            for (k, index, _), entries in zip(streams, pending):
+                pipe.hmget(k.failures, [f"{index}:{p['message_id']}" for p in entries] or ["-"])
+            all_marks = await pipe.execute()
         chosen: list[tuple[QueueKeys, int, str, dict[str, Any]]] = []
-        for (k, index, lane), entries in zip(streams, pending):
-            if isinstance(entries, ResponseError) or not entries:
-                continue
-            fields = [f"{index}:{p['message_id']}" for p in entries]
-            marks = await self.redis.hmget(k.failures, fields)
+        for (k, index, lane), entries, marks in zip(streams, pending, all_marks):
             for p, mark in zip(entries, marks):
                 order = entry_order(p["message_id"])
                 if (low_order and order <= low_order) or (high_order and order >= high_order):
