@@ -2,10 +2,9 @@
 records each outcome. Every queue runs this same loop; only its policy row differs.
 
 run() loops: maintenance when due (reclaim walk, trim, reap) -> read up to the free
-slots -> start a task per delivery -> wait for a free slot, new entries or the next
-timer. Successes go through the Completer (batched); failures to fail.lua. A slot frees
-when the handler returns: the next read goes out while the outcome is being written,
-and the job stays in flight (leased, waited for at shutdown) until it is written.
+slots -> run what was read -> wait for a free slot, new entries or the next timer.
+Recorded jobs run as one task each (`job_runner`); stream-kept jobs a batch at a time
+(`fastpath`). The worker keeps the leases of both and waits for them at shutdown.
 """
 
 from __future__ import annotations
@@ -16,21 +15,16 @@ import os
 import secrets
 import socket
 import time
-import traceback
-from dataclasses import dataclass, field
-from typing import Any
 
-import orjson
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from config import Settings
 from streams import metrics
-from streams.completer import Completer
 from streams.connection import connect
-from streams.context import Handler, JobContext
-from streams.errors import JobTimeout, UnrecoverableError
+from streams.context import Handler
 from streams.fastpath import BatchRunner
+from streams.job_runner import JobRunner
 from streams.keeping import keeps_records
 from streams.keys import GROUP
 from streams.outage import Outage, is_missing_group, is_transient
@@ -52,13 +46,6 @@ def consumer_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
-@dataclass(slots=True)
-class Running:
-    delivery: Delivery
-    read_at: float
-    task: asyncio.Task[None] = field(init=False)
-
-
 class QueueWorker:
     """The consumer of one queue, or of one partition of a partitioned queue (the runner
     starts one per partition, each with its own loop and connections)."""
@@ -75,7 +62,6 @@ class QueueWorker:
         self._own_redis = redis is None
         self.redis = redis or connect(settings, max_connections=self.concurrency + 6)
         self.scripts = QueueScripts(Scripts(self.redis), settings, queue, partition)
-        self._completer = Completer(self.scripts, self.consumer)
         self._batches: BatchRunner | None = None
         if not keeps_records(self.policy):
             self._batches = BatchRunner(settings, self.scripts, self.redis, handler, self.consumer)
@@ -83,13 +69,10 @@ class QueueWorker:
             raise ValueError(f"{queue}: a batch handler needs a queue without job records (records = false)")
         self._paused = False
         self._paused_checked_at = 0.0
-        self._running: dict[str, Running] = {}  # handlers running: these hold the slots
-        self._settling: dict[str, Running] = {}  # handlers done, outcomes being written
-        self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
         where = f"{queue} partition {partition}" if partition else queue
         self._outage = Outage(log, f"{where} worker")
-        self._failures_outage = Outage(log, f"{where} failures")
+        self._jobs = JobRunner(settings, self.scripts, self.redis, handler, self.consumer, where)
         self._next_maintenance = 0.0
         self._next_trim = 0.0
         self._next_reap = 0.0
@@ -108,7 +91,7 @@ class QueueWorker:
     async def run(self, *, burst: bool = False) -> None:
         """Consumes until stop(); with burst=True, returns once the queue has no
         waiting, active or delayed jobs left (for scripts and tests)."""
-        helpers = [asyncio.create_task(self._completer.run()),
+        helpers = [asyncio.create_task(self._jobs.completer.run()),
                    asyncio.create_task(self._extend_leases())]
         try:
             await self._until_ready()
@@ -134,16 +117,16 @@ class QueueWorker:
             await self._maintain()
         if self._batches is not None:
             return await self._fast_step(self._batches, burst)
-        free = self.concurrency - len(self._running)
+        free = self.concurrency - len(self._jobs.running)
         if free <= 0:
             await self._wait_for_slot(self._until_maintenance())
             return False
         result = await self.scripts.read(self.consumer, free)
         self._outage.succeeded()
         if result.kind == "jobs":
-            self._start_all(result.jobs)
+            self._jobs.start_all(result.jobs)
             return False
-        if burst and not self._running and not self._settling and (
+        if burst and not self._jobs.busy and (
                 result.kind == "paused" or not await self._has_work()):
             return True
         await self._idle(result)
@@ -188,7 +171,7 @@ class QueueWorker:
             if self._batches is not None and page.jobs:
                 await self._batches.run(page.jobs)
             else:
-                self._start_all(page.jobs)
+                self._jobs.start_all(page.jobs)
             lane, cursor = page.lane, page.cursor
         now = time.monotonic()
         if now >= self._next_trim:
@@ -240,7 +223,7 @@ class QueueWorker:
     def _free_slots(self) -> int:
         if self._batches is not None:
             return self.policy.batch_size
-        return self.concurrency - len(self._running)
+        return self.concurrency - len(self._jobs.running)
 
     async def _has_work(self) -> bool:
         k = self.scripts.keys
@@ -268,9 +251,9 @@ class QueueWorker:
             pass
 
     async def _wait_for_slot(self, timeout: float) -> None:
-        self._slot_freed.clear()
+        self._jobs.slot_freed.clear()
         try:
-            await asyncio.wait_for(self._slot_freed.wait(), timeout)
+            await asyncio.wait_for(self._jobs.slot_freed.wait(), timeout)
         except TimeoutError:
             pass
 
@@ -287,100 +270,7 @@ class QueueWorker:
         if block in done:
             block.result()  # surface connection errors to the loop
 
-    # -- running jobs -----------------------------------------------------------
-
-    def _start_all(self, deliveries: list[Delivery]) -> None:
-        metrics.jobs_started(self.queue, deliveries)
-        read_at = time.monotonic()
-        for delivery in deliveries:
-            running = Running(delivery, read_at)
-            running.task = asyncio.create_task(self._execute(running))
-            self._running[delivery.entry_key] = running
-
-    def _settle(self, running: Running) -> None:
-        """The handler returned: its slot frees while the outcome is written."""
-        key = running.delivery.entry_key
-        self._settling[key] = self._running.pop(key, running)
-        self._slot_freed.set()
-
-    async def _execute(self, running: Running) -> None:
-        d = running.delivery
-        try:
-            if time.monotonic() - running.read_at > self.policy.lock_timeout / 2:
-                # The loop was held up since the read: make sure the entry is still ours.
-                if not (await self.scripts.extend(self.consumer, [d]))[0]:
-                    log.warning("%s: job %s was taken over before it started", self.queue, d.job_id)
-                    return
-            log.debug("%s: job %s started (attempt %d)", self.queue, d.job_id, d.attempts_made + 1,
-                      extra={"queue": self.queue, "job": d.job_id, "attempt": d.attempts_made + 1})
-            started = time.monotonic()
-            value = ""  # the encoded result, or
-            error: Exception | None = None  # what the handler raised
-            try:
-                value = self._encode(await self._call_handler(d))
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                error = exc
-            ran = time.monotonic() - started
-            metrics.job_ran(self.queue, ran)
-            self._settle(running)
-            if error is not None:
-                await self._record_failure(d, error, ran)
-            elif await self._completer.complete(d, value):
-                metrics.job_outcome(self.queue, "completed")
-                log.info("%s: job %s completed in %.0f ms", self.queue, d.job_id, ran * 1000,
-                         extra={"queue": self.queue, "job": d.job_id, "attempt": d.attempts_made + 1,
-                                "duration_ms": round(ran * 1000, 1)})
-            else:
-                metrics.job_outcome(self.queue, "discarded")
-                log.warning("%s: job %s finished after another worker took it over; "
-                            "its result was discarded", self.queue, d.job_id)
-        finally:
-            self._running.pop(d.entry_key, None)
-            self._settling.pop(d.entry_key, None)
-            self._slot_freed.set()
-
-    async def _call_handler(self, d: Delivery) -> Any:
-        data = orjson.loads(d.raw) if d.raw else None
-        ctx = JobContext(d.job_id, self.queue, data, d.attempts_made + 1, d.stalls,
-                         self.redis, self.scripts.keys, self.settings.events_max_len)
-        timeout = asyncio.timeout(self.policy.timeout)
-        try:
-            async with timeout:
-                return await self.handler(ctx)
-        except TimeoutError:
-            if timeout.expired():
-                raise JobTimeout(f"attempt exceeded the queue's timeout of {self.policy.timeout:g}s") from None
-            raise
-
-    @staticmethod
-    def _encode(result: Any) -> str:
-        try:
-            return orjson.dumps(result).decode()
-        except TypeError as exc:
-            raise UnrecoverableError(f"the handler returned a value that is not JSON: {exc}") from None
-
-    async def _record_failure(self, d: Delivery, exc: Exception, ran: float | None = None) -> None:
-        unrecoverable = isinstance(exc, UnrecoverableError)
-        stack = "".join(traceback.format_exception(exc))
-        backoff = self.policy.backoff_for(d.attempts_made + 1)
-        outcome = await self._failures_outage.retry(
-            lambda: self.scripts.fail(self.consumer, d, exc, stack, backoff, unrecoverable))
-        metrics.job_outcome(self.queue, outcome if outcome in ("retry", "dead") else "discarded")
-        extra = {"queue": self.queue, "job": d.job_id, "attempt": d.attempts_made + 1, "outcome": outcome,
-                 "error": f"{type(exc).__name__}: {exc}",
-                 **({"duration_ms": round(ran * 1000, 1)} if ran is not None else {})}
-        if outcome == "retry":
-            log.warning("%s: job %s failed (attempt %d of %d), retrying in %.1fs: %s: %s", self.queue,
-                        d.job_id, d.attempts_made + 1, self.policy.attempts, backoff,
-                        type(exc).__name__, exc, extra=extra)
-        elif outcome == "dead":
-            log.error("%s: job %s failed for good and was dead-lettered: %s: %s", self.queue,
-                      d.job_id, type(exc).__name__, exc, extra=extra)
-        else:
-            log.warning("%s: job %s failed after another worker took it over; outcome discarded",
-                        self.queue, d.job_id)
+    # -- leases and shutdown ------------------------------------------------------
 
     async def _extend_leases(self) -> None:
         """Re-claims running entries every third of the lease so a live worker keeps them."""
@@ -404,13 +294,13 @@ class QueueWorker:
                                 self.queue, d.job_id)
 
     def _in_flight(self) -> list[Delivery]:
-        running = [r.delivery for r in (*self._running.values(), *self._settling.values())]
+        running = self._jobs.in_flight()
         return running + self._batches.in_flight if self._batches is not None else running
 
     async def _drain(self) -> None:
         """Shutdown: give running jobs the grace period, then cancel what is left.
         Cancelled jobs are not acked; they stay pending and are reclaimed elsewhere."""
-        tasks = [r.task for r in (*self._running.values(), *self._settling.values())]
+        tasks = self._jobs.tasks()
         if not tasks:
             return
         log.info("%s: waiting up to %.0fs for %d running job(s)", self.queue,

@@ -378,14 +378,14 @@ async def test_a_slot_frees_when_the_handler_returns_and_shutdown_waits_for_the_
     started: list[int] = []
     worker = QueueWorker(settings, Q, lambda ctx: _record_start(started, ctx), redis=engine_redis)
     write_held = asyncio.Event()
-    complete = worker._completer.complete
+    complete = worker._jobs.completer.complete
 
     async def held_complete(delivery: Delivery, value: str) -> bool:
         if delivery.job_id == first.id:
             await write_held.wait()
         return await complete(delivery, value)
 
-    worker._completer.complete = held_complete  # type: ignore[method-assign]
+    worker._jobs.completer.complete = held_complete  # type: ignore[method-assign]
     running = asyncio.create_task(worker.run())
     await eventually(lambda: _true(started == [1, 2]))
     assert worker.in_flight == 1  # the first, being written; the second finished and was written
