@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, StringConstr
 
 from processors.kinds import KINDS
 from processors.models import JobData
-from streams.admin import QueueStatus
+from streams.figures import QueueStatus
 from streams.listing import DeadLetter
 from streams.job import Job, JobState
 from streams.keys import JOB_ID_RE

@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 from cli.common import CommandAdder, duration_arg, print_json, run_with_redis
 from config import Settings
 from streams import QueueAdmin, QueueKeys
-from streams.admin import QueueStatus
+from streams.figures import QueueStatus
 from streams.registry import WorkerRegistry
 
 RATE_WINDOW_S = 10.0

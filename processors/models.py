@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal, TypeVar
 
 from croniter import CroniterError, croniter
-from pydantic import (AnyHttpUrl, BaseModel, ConfigDict, EmailStr, Field, StringConstraints, ValidationError,
+from pydantic import (AnyHttpUrl, BaseModel, ConfigDict, EmailStr, StringConstraints, ValidationError,
                       field_validator)
 
 from streams import UnrecoverableError

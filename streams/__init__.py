@@ -4,11 +4,12 @@ reclaiming pending entries, dead-lettered after their last attempt.
 The public surface is re-exported here; see README.md for how jobs map onto streams.
 """
 
-from streams.admin import QueueAdmin, QueueStatus
+from streams.admin import QueueAdmin
 from streams.connection import connect
 from streams.context import Handler, JobContext
 from streams.errors import (InvalidJob, JobNotFound, JobStateConflict, JobTimeout, StreamsError,
                             UnknownQueue, UnrecoverableError)
+from streams.figures import QueueStatus
 from streams.job import Job, JobState
 from streams.keys import Lane, QueueKeys
 from streams.listing import DeadLetter

@@ -28,7 +28,7 @@ from prometheus_client.registry import Collector
 
 from api.state import ADMIN, REDIS, SETTINGS
 from streams import metrics as worker_metrics
-from streams.admin import QueueStatus
+from streams.figures import QueueStatus
 from streams.keys import GROUP
 
 log = logging.getLogger(__name__)
