@@ -13,12 +13,13 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from api.routes import dashboard, events, jobs, metrics, ops, queues, records, signals
-from api.schemas import (JOB_REQUESTS, QUEUE_ACTIONS, AuditPage, BulkRemoveQuery, BulkRemoveResult, CleanResult,
-                         CompanyView, ContactView, DeadLetterPage, DeadLetterRequest, Health, JobActionQuery,
-                         JobActionResult, JobCreated, JobDetailView, JobsOverview, PageQuery, PauseResult,
-                         PurgeResult, QueueQuery, QueueView, Readiness, ReplayResult, ReportView, ResearchView,
-                         ScheduleDeleted, ScheduleList, ScheduleQuery, ScheduleView, StreamsOverview)
-from api.schemas import SignalsAccepted, SignalsQuery, WorkersOverview
+from api.ops_schemas import (AuditPage, DeadLetterPage, Health, PurgeResult, Readiness, ReplayResult, StreamsOverview,
+                             WorkersOverview)
+from api.record_schemas import (CompanyView, ContactView, ReportView, ResearchView, ScheduleDeleted, ScheduleList,
+                                ScheduleQuery, ScheduleView, SignalsAccepted, SignalsQuery)
+from api.schemas import (JOB_REQUESTS, QUEUE_ACTIONS, BulkRemoveQuery, BulkRemoveResult, CleanResult, DeadLetterRequest,
+                         JobActionQuery, JobActionResult, JobCreated, JobDetailView, JobsOverview, PageQuery,
+                         PauseResult, QueueQuery, QueueView)
 from api.tokens import Role
 from processors.models import ScheduleData, SignalData
 

@@ -13,7 +13,6 @@ from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, StringConstr
 from processors.kinds import KINDS
 from processors.models import JobData
 from streams.figures import QueueStatus
-from streams.listing import DeadLetter
 from streams.job import Job, JobState
 from streams.keys import JOB_ID_RE
 
@@ -135,15 +134,22 @@ class JobCreated(Response):
     createdAt: Timestamp
 
 
-class QueueCounts(Response):
+class StateCounts(Response):
     waiting: int
     active: int
+    delayed: int
     completed: int = Field(description="completed jobs retention keeps (at most the queue's keep_completed)")
     failed: int = Field(description="failed jobs retention keeps (at most the queue's keep_failed)")
-    delayed: int
     paused: int
     completedTotal: int = Field(description="runs completed since the queue began, whatever retention dropped")
     failedTotal: int = Field(description="jobs failed for good (dead-lettered) since the queue began")
+
+    @classmethod
+    def fields_of(cls, status: QueueStatus) -> dict[str, Any]:
+        return {**status.counts, "completedTotal": status.completed_total, "failedTotal": status.failed_total}
+
+
+class QueueCounts(StateCounts):
     dead: int
     lag: int | None = Field(description="entries the workers have not read yet; null when Redis cannot tell")
 
@@ -156,8 +162,7 @@ class JobsOverview(Response):
     @classmethod
     def of(cls, statuses: list[QueueStatus], now_ms: int) -> JobsOverview:
         return cls(totalJobs=sum(sum(s.counts.values()) for s in statuses),
-                   queues={s.queue: QueueCounts(**s.counts, completedTotal=s.completed_total,
-                                                failedTotal=s.failed_total, dead=s.dead, lag=s.lag)
+                   queues={s.queue: QueueCounts(**QueueCounts.fields_of(s), dead=s.dead, lag=s.lag)
                            for s in statuses},
                    timestamp=now_ms)
 
@@ -208,17 +213,6 @@ class JobActionResult(Response):
     status: Literal["removed", "waiting"]
 
 
-class StateCounts(Response):
-    waiting: int
-    active: int
-    delayed: int
-    completed: int = Field(description="completed jobs retention keeps (at most the queue's keep_completed)")
-    failed: int = Field(description="failed jobs retention keeps (at most the queue's keep_failed)")
-    paused: int
-    completedTotal: int = Field(description="runs completed since the queue began, whatever retention dropped")
-    failedTotal: int = Field(description="jobs failed for good (dead-lettered) since the queue began")
-
-
 class QueueView(Response):
     name: str
     paused: bool
@@ -232,9 +226,8 @@ class QueueView(Response):
 
     @classmethod
     def of(cls, status: QueueStatus) -> QueueView:
-        counts = StateCounts(**status.counts, completedTotal=status.completed_total, failedTotal=status.failed_total)
-        return cls(name=status.queue, paused=status.paused, counts=counts, dead=status.dead,
-                   length=status.length, lag=status.lag, pending=status.pending)
+        return cls(name=status.queue, paused=status.paused, counts=StateCounts(**StateCounts.fields_of(status)),
+                   dead=status.dead, length=status.length, lag=status.lag, pending=status.pending)
 
 
 class PauseResult(Response):
@@ -259,215 +252,6 @@ class BulkRemoveResult(Response):
     more: bool = Field(description="with status: more jobs in that state remain; call again")
 
 
-class ConsumerView(Response):
-    name: str
-    pending: int
-    idleMs: int
-
-
-class GroupView(Response):
-    name: str
-    lag: int | None
-    pending: int
-    oldestPendingMs: int | None = Field(description="age of the oldest entry delivered and not acknowledged")
-    lastDeliveredId: str
-    consumers: list[ConsumerView]
-
-
-class StreamView(Response):
-    lane: str
-    partition: int = Field(description="0 unless the queue is split into partitions (QUEUES__Q__PARTITIONS)")
-    key: str
-    length: int
-    groups: list[GroupView]
-
-
-class DeadStreamView(Response):
-    partition: int
-    key: str
-    length: int
-
-
-class QueueStreams(Response):
-    streams: list[StreamView]
-    dead: list[DeadStreamView] = Field(description="the dead-letter stream of each partition (one for most queues)")
-
-    @classmethod
-    def of(cls, status: QueueStatus) -> QueueStreams:
-        return cls(streams=[StreamView(lane=lane.lane, partition=lane.partition, key=lane.key, length=lane.length,
-                                       groups=[
-            GroupView(name=g.name, lag=g.lag, pending=g.pending, oldestPendingMs=g.oldest_pending_ms,
-                      lastDeliveredId=g.last_delivered_id,
-                      consumers=[ConsumerView(name=c.name, pending=c.pending, idleMs=c.idle_ms) for c in g.consumers])
-            for g in lane.groups]) for lane in status.lanes],
-            dead=[DeadStreamView(partition=d.partition, key=d.key, length=d.length) for d in status.dead_streams])
-
-
-class StreamsOverview(Response):
-    queues: dict[str, QueueStreams]
-    timestamp: Timestamp
-
-
-class WorkerView(Response):
-    id: str = Field(description="the process's consumer name in every group: <host>-<pid>-<random>")
-    host: str
-    pid: int
-    queues: list[str]
-    startedAt: Timestamp
-    heartbeatAt: Timestamp = Field(description="the last heartbeat (the worker's clock)")
-    inFlight: dict[str, int] = Field(description="jobs running now, per queue")
-
-
-class WorkersOverview(Response):
-    workers: list[WorkerView] = Field(description="worker processes whose heartbeat has not expired")
-    timestamp: Timestamp
-
-
-class DeadLetterView(Response):
-    entryId: str
-    jobId: str
-    name: str
-    data: Any
-    error: str
-    errorType: str
-    attempts: int
-    stalls: int
-    createdAt: Timestamp | None
-    failedAt: Timestamp
-
-    @classmethod
-    def of(cls, d: DeadLetter) -> DeadLetterView:
-        return cls(entryId=d.entry_id, jobId=d.job_id, name=d.name, data=d.data, error=d.error,
-                   errorType=d.error_type, attempts=d.attempts, stalls=d.stalls, createdAt=d.created_at,
-                   failedAt=d.failed_at)
-
-
-class DeadLetterPage(Response):
-    queue: str
-    items: list[DeadLetterView]
-    nextCursor: str | None
-
-
-class ReplayResult(Response):
-    queue: str
-    action: Literal["replay"]
-    replayed: list[str] = Field(description="job ids queued again with fresh attempts")
-
-
-class PurgeResult(Response):
-    queue: str
-    action: Literal["purge"]
-    purged: int
-
-
-class AuditEntryView(Response):
-    id: str
-    at: Timestamp
-    who: str
-    role: str
-    action: str
-    target: str
-    params: dict[str, Any]
-    effect: dict[str, Any]
-    requestId: str
-
-
-class AuditPage(Response):
-    entries: list[AuditEntryView]
-    nextCursor: str | None
-
-
-class Health(Response):
-    status: Literal["ok"]
-
-
-class Readiness(Response):
-    status: Literal["ready", "unavailable"]
-    redis: str = Field(description="'ok', or why Redis cannot be used")
-    scripts: bool = Field(description="Redis holds every server-side script")
-
-
-# -- records and report schedules -------------------------------------------------------
-
-class ScheduleQuery(Request):
-    companyId: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = Field(
-        None, description="only this company's schedules")
-
-
-class ScheduleView(Response):
-    id: str
-    companyId: str
-    reportType: Literal["weekly", "monthly", "quarterly"]
-    cron: str = Field(description="five fields or a macro, evaluated in TIMEZONE")
-    emailTo: str | None
-    userId: str
-    createdAt: str = Field(description="ISO 8601, UTC")
-    nextRunAt: str | None = Field(description="ISO 8601, UTC; the next time a report job is enqueued")
-
-
-class ScheduleList(Response):
-    schedules: list[ScheduleView]
-
-
-class ScheduleDeleted(Response):
-    id: str
-    deleted: Literal[True]
-
-
-class Record(BaseModel):
-    """A stored domain record: the fields named here, and the processor's others."""
-
-    model_config = ConfigDict(extra="allow")
-
-
-class CompanyAnalytics(Response):
-    from_: str | None = Field(alias="from", description="first local day counted (ISO date)")
-    to: str | None = Field(description="last local day counted (ISO date)")
-    signals: int
-    byType: dict[str, int]
-    byDay: list[dict[str, Any]]
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, serialize_by_alias=True)
-
-
-class CompanyView(Response):
-    companyId: str
-    companyName: str | None
-    domain: str | None
-    intentScore: float
-    analytics: CompanyAnalytics
-    latestResearch: dict[str, Any] | None
-    contacts: list[dict[str, Any]]
-
-
-class ContactView(Record):
-    contactId: str
-    companyId: str
-    updatedAt: str
-
-
-class ResearchView(Record):
-    researchId: str
-    companyId: str
-    summary: str | None = None
-    sentiment: str
-    provider: str
-    generatedAt: str
-
-
-class ReportView(Record):
-    reportId: str
-    companyId: str
-    reportType: str
-    periodStart: str
-    periodEnd: str
-    metrics: dict[str, Any]
-    insights: list[str]
-    recommendations: list[str]
-    email: dict[str, Any]
-    generatedAt: str
-
-
 class ErrorDetail(Response):
     location: Literal["body", "query", "path", "header"]
     path: list[str | int] = Field(description="where in the location, e.g. [\"data\", \"email\"]")
@@ -479,22 +263,3 @@ class ErrorBody(Response):
     message: str
     requestId: str
     details: list[ErrorDetail] | None = None
-
-
-# -- POST /api/signals --------------------------------------------------------------------
-
-class SignalsQuery(Request):
-    partial: bool = Field(False, description="write the valid signals of a batch and list the invalid ones; "
-                                             "otherwise an invalid item writes nothing (422)")
-
-
-class SignalRejected(Response):
-    index: int = Field(description="the item's position in the array (or line, from 0, of the NDJSON body)")
-    details: list[ErrorDetail]
-
-
-class SignalsAccepted(Response):
-    accepted: int
-    ids: list[str] = Field(description="job ids of the written signals, in the order of the request's items "
-                                       "(`signals-<entry id>`; entry ids are unique per priority lane)")
-    rejected: list[SignalRejected] = Field(default_factory=list, description="with ?partial=true only")

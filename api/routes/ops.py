@@ -9,8 +9,9 @@ from aiohttp import web
 from api.errors import redis_unavailable
 from api.messages import query, respond
 from api.routes.common import now_ms
-from api.schemas import AuditEntryView, AuditPage, Health, PageQuery, QueueStreams, Readiness, StreamsOverview
-from api.schemas import WorkersOverview, WorkerView
+from api.ops_schemas import (AuditEntryView, AuditPage, Health, QueueStreams, Readiness, StreamsOverview,
+                             WorkersOverview, WorkerView)
+from api.schemas import PageQuery
 from api.state import ADMIN, AUDIT, OPENAPI, REDIS, SETTINGS
 from streams.registry import WorkerRegistry
 

@@ -10,9 +10,9 @@ from aiohttp import web
 
 from api.messages import chosen_action, invalid_field, query, read_json, respond, validated
 from api.routes.common import audit, job_ids_of, queue_name
-from api.schemas import (DEAD_LETTER_ACTIONS, MAX_IDS, QUEUE_ACTIONS, BulkRemoveQuery, BulkRemoveResult,
-                         CleanRequest, CleanResult, DeadLetterPage, DeadLetterRequest, DeadLetterView, JobView,
-                         PageQuery, PauseResult, PurgeResult, QueueQuery, QueueView, ReplayResult)
+from api.ops_schemas import DeadLetterPage, DeadLetterView, PurgeResult, ReplayResult
+from api.schemas import (DEAD_LETTER_ACTIONS, MAX_IDS, QUEUE_ACTIONS, BulkRemoveQuery, BulkRemoveResult, CleanRequest,
+                         CleanResult, DeadLetterRequest, JobView, PageQuery, PauseResult, QueueQuery, QueueView)
 from api.state import ADMIN
 from streams.listing import first_letters, reported_state
 from streams.job import JobState

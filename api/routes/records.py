@@ -18,8 +18,8 @@ from aiohttp import web
 from api.errors import NotFound
 from api.messages import query, read_json, respond, validated
 from api.routes.common import audit
-from api.schemas import (CompanyView, ContactView, ReportView, ResearchView, ScheduleDeleted, ScheduleList,
-                         ScheduleQuery, ScheduleView)
+from api.record_schemas import (CompanyView, ContactView, ReportView, ResearchView, ScheduleDeleted, ScheduleList,
+                                ScheduleQuery, ScheduleView)
 from api.state import PRODUCER, REDIS, SETTINGS
 from processors.models import ScheduleData
 from processors.periods import local_day, now_ms

@@ -18,7 +18,8 @@ from aiohttp import web
 
 from api.errors import ApiError, BadRequest, Invalid
 from api.messages import body_details, query, read_json, respond
-from api.schemas import ErrorDetail, SignalRejected, SignalsAccepted, SignalsQuery
+from api.record_schemas import SignalRejected, SignalsAccepted, SignalsQuery
+from api.schemas import ErrorDetail
 from api.state import REDIS, SETTINGS, SIGNAL_INTAKE
 from processors.intake import InvalidSignal, SignalIntake
 from streams.signals_sdk import append_signals
