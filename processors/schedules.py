@@ -20,7 +20,7 @@ from config import Settings
 from processors.kinds import REPORTS
 from processors.models import ReportData, ScheduleData, record_id
 from processors.periods import iso_instant
-from processors.store import ScheduleKeys
+from processors.record_keys import ScheduleKeys
 from streams import JobSpec, Producer
 from streams.job import new_job_id
 

@@ -21,7 +21,8 @@ from redis.exceptions import NoScriptError
 from config import Settings
 from processors.models import EnrichmentData, SignalData
 from processors.periods import LocalDays, iso_instant, now_ms, parse_instant
-from processors.store import COUNT_FIELD, CompanyKeys, Store
+from processors.record_keys import COUNT_FIELD, CompanyKeys
+from processors.store import Store
 from streams import JobContext, JobSpec, Producer, UnrecoverableError
 from streams.context import BatchHandler, batch_handler
 

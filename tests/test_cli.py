@@ -17,7 +17,7 @@ import redis
 
 from cli.embedded_redis import free_port
 from config import DEFAULT_POLICIES, Settings
-from processors.store import CompanyKeys
+from processors.record_keys import CompanyKeys
 from streams import QueueAdmin, QueueKeys, connect
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -15,7 +15,8 @@ from processor_support import jobs, make_ctx, signal
 from config import Settings
 from processors.periods import local_day, now_ms
 from processors.signals import SignalProcessor
-from processors.store import Store, key_part
+from processors.record_keys import key_part
+from processors.store import Store
 from streams import UnrecoverableError
 
 HOUR = 3600.0
