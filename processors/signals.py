@@ -10,7 +10,6 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from importlib import resources
 from typing import Any
 
 import orjson
@@ -19,32 +18,22 @@ from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
 from config import Settings
-from processors.models import EnrichmentData, SignalData
+from processors.models import SignalData
 from processors.periods import LocalDays, iso_instant, now_ms, parse_instant
 from processors.record_keys import COUNT_FIELD, CompanyKeys
 from processors.store import Store
+from processors.triggers import Trigger, contact_id, enrichment_trigger, research_trigger
 from streams import JobContext, JobSpec, Producer, UnrecoverableError
 from streams.context import BatchHandler, batch_handler
+from streams.scripts import script_source
 
 log = logging.getLogger(__name__)
 
-SCRIPT = "record_signals.lua"
+SCRIPT = "record_signals"
 JOB_CHANGE = "Job Change"
 PIPELINE_SIGNALS = 128  # signals per pipeline of script calls (see _record_all)
 # Event times this far ahead of the worker's clock are skew, not the future: counted now.
 FUTURE_SKEW_MS = 5 * 60 * 1000
-
-
-@dataclass(frozen=True, slots=True)
-class Trigger:
-    rule: str  # "intent-threshold" or "job-change"
-    queue: str
-    data: dict[str, Any]
-    idempotency_key: str
-    job_id: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"rule": self.rule, "queue": self.queue, "jobId": self.job_id}
 
 
 @dataclass(slots=True)
@@ -97,7 +86,7 @@ class SignalProcessor:
             int(settings.intent_half_life * 1000), settings.signal_history_max,
             int(settings.signal_dedupe_window * 1000), settings.intent_threshold,
             int(settings.intent_trigger_cooldown * 1000), int(settings.job_change_cooldown * 1000)])
-        self._source = (resources.files("processors") / "lua" / SCRIPT).read_text()
+        self._source = script_source(SCRIPT, "processors")
         self._sha: str | None = None
 
     async def load(self) -> None:
@@ -210,7 +199,7 @@ class SignalProcessor:
         keys, now = batch.keys_of, batch.now
         at = _event_time(signal.data, now)
         day, day_ends = self.days.of(at)
-        contact = _contact_id(signal.data)
+        contact = contact_id(signal.data)
         contacts_slot = batch.slot(keys.day_contacts(day)) if contact else 0
         cooldown_slot = (batch.slot(keys.contact_cooldown(contact))
                          if contact and signal.signalType == JOB_CHANGE else 0)
@@ -264,11 +253,11 @@ class SignalProcessor:
         profiles = dict(zip(companies, await self.store.profiles(companies))) if companies else {}
         by_queue: dict[str, list[tuple[SignalResult, Trigger]]] = {}
         for result, signal, queue in pending:
-            trigger = (_research_trigger(signal, profiles.get(signal.companyId, {})) if queue == "research"
-                       else _enrichment_trigger(signal))
+            trigger = (research_trigger(signal, profiles.get(signal.companyId, {})) if queue == "research"
+                       else enrichment_trigger(signal))
             by_queue.setdefault(trigger.queue, []).append((result, trigger))
         for queue, items in by_queue.items():
-            specs = [JobSpec(t.data, idempotency_key=t.idempotency_key) for _, t in items]
+            specs = [JobSpec(t.data, name=t.name, idempotency_key=t.idempotency_key) for _, t in items]
             added = await self.producer.add_many(queue, specs)
             for (result, trigger), job in zip(items, added):
                 result.triggers.append(replace(trigger, job_id=job.id))
@@ -282,41 +271,3 @@ def _event_time(data: dict[str, Any], now: int) -> int:
     if at is None or at > now + FUTURE_SKEW_MS:
         return now
     return min(at, now)
-
-
-def _contact_id(data: dict[str, Any]) -> str | None:
-    contact = data.get("contactId")
-    if isinstance(contact, str) and 0 < len(contact.strip()) <= 200:
-        return contact.strip()
-    return None
-
-
-def _research_trigger(signal: SignalData, profile: dict[str, str]) -> Trigger:
-    # Until research has named the company, the signal's own companyName, else its id, stands in.
-    name = profile.get("companyName") or _text(signal.data.get("companyName")) or signal.companyId
-    data: dict[str, Any] = {"companyId": signal.companyId, "companyName": name}
-    if profile.get("domain"):
-        data["domain"] = profile["domain"]
-    return Trigger("intent-threshold", "research", data,
-                   f"signal-trigger:{signal.companyId}:{signal.signalId}:research")
-
-
-def _enrichment_trigger(signal: SignalData) -> Trigger:
-    contact = _contact_id(signal.data)
-    data: dict[str, Any] = {"contactId": contact, "companyId": signal.companyId}
-    # Optional details are passed on only when they are valid; a bad one is not a reason
-    # to skip enriching the contact.
-    for name in ("email", "linkedinUrl"):
-        value = signal.data.get(name)
-        if value is not None:
-            try:
-                EnrichmentData.model_validate({**data, name: value})
-                data[name] = value
-            except ValidationError:
-                pass
-    return Trigger("job-change", "enrichment", data,
-                   f"signal-trigger:{signal.companyId}:{signal.signalId}:enrichment")
-
-
-def _text(value: Any) -> str | None:
-    return value.strip()[:500] if isinstance(value, str) and value.strip() else None

@@ -29,11 +29,13 @@ RECLAIM_PAGE = 100
 
 
 @cache
-def script_source(name: str) -> str:
-    """A script's text with its ``--!include`` lines replaced by the named files."""
-    folder = resources.files("streams") / "lua"
-    text = (folder / f"{name}.lua").read_text()
-    return _INCLUDE.sub(lambda m: (folder / m.group(1)).read_text(), text)
+def script_source(name: str, package: str = "streams") -> str:
+    """The text of `<package>/lua/<name>.lua` (the engine's, or a processor's) with its
+    ``--!include`` lines replaced by the named files of the engine's own folder, so
+    every script shares `_common.lua`."""
+    shared = resources.files("streams") / "lua"
+    text = (resources.files(package) / "lua" / f"{name}.lua").read_text()
+    return _INCLUDE.sub(lambda m: (shared / m.group(1)).read_text(), text)
 
 
 class Scripts:

@@ -127,7 +127,7 @@ async def test_intent_crossing_enqueues_research_once_under_concurrency(
     (trigger,) = fired[0].as_dict()["triggers"]
     assert trigger["rule"] == "intent-threshold" and trigger["queue"] == "research"
     (job,) = await jobs(engine_redis, settings, "research")
-    assert job.id == trigger["jobId"]
+    assert job.id == trigger["jobId"] and job.name == "company-research"  # named as the API names it
     assert job.data == {"companyId": "comp_1", "companyName": "Acme Corp", "domain": "acme-corp.com"}
 
 

@@ -30,6 +30,7 @@
   returns the triggers its first run claimed, so a caller that crashed before
   enqueueing them can enqueue them again (under the same idempotency keys).
 ]]
+--!include _common.lua
 
 local limits = cjson.decode(ARGV[1])
 local halfLife, historyCap, dedupeMs = limits[1], limits[2], limits[3]
@@ -43,13 +44,6 @@ local function fmt(x) return string.format('%.17g', x) end
 local function decayed(weight, at)
   if at >= now then return weight end
   return weight * 2 ^ (-(now - at) / halfLife)
-end
-
--- One command for many values, in chunks that stay inside Lua's stack limit.
-local function callEach(command, key, values)
-  for i = 1, #values, 1000 do
-    redis.call(command, key, unpack(values, i, math.min(i + 999, #values)))
-  end
 end
 
 local stored = redis.call('HMGET', intent, 'score', 'at')
@@ -102,12 +96,12 @@ for _, row in ipairs(rows) do
 end
 
 if #entries > 0 then
-  callEach('LPUSH', history, entries)
+  call_many('LPUSH', history, entries)
   redis.call('LTRIM', history, 0, historyCap - 1)
   for day, dayCounts in pairs(counts) do
     for field, n in pairs(dayCounts) do redis.call('HINCRBY', KEYS[day], field, n) end
   end
-  for index, dayMembers in pairs(members) do callEach('SADD', KEYS[index], dayMembers) end
+  for index, dayMembers in pairs(members) do call_many('SADD', KEYS[index], dayMembers) end
   for i = 1, #engagements, 1000 do  -- (time, contact) pairs; LT keeps the earliest engagement
     redis.call('ZADD', engaged, 'LT', unpack(engagements, i, math.min(i + 999, #engagements)))
   end

@@ -4,6 +4,10 @@
   here builds a key except by appending a job id to a prefix handed in through KEYS.
 ]]
 
+-- The priority lanes, in the order of KEYS[1..3] of every script that takes them.
+local LANE_NAMES = { 'high', 'normal', 'low' }
+local LANE_INDEX = { high = 1, normal = 2, low = 3 }
+
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -93,23 +97,30 @@ local function enforce_retention(indexKey, keep, jobPrefix, logsPrefix)
   redis.call('ZREMRANGEBYRANK', indexKey, 0, excess - 1)
 end
 
--- Final failure: the job goes to the dead-letter stream, its entry is acked and its
--- record becomes `failed`. `job` is the job's key.
+-- What every final failure does, on either way of keeping jobs: the dead letter (the
+-- job as it was, `letter`, and why it failed), the ack of its entry, the queue's total
+-- of final failures and the `failed` event.
+local function bury(ctx, laneKey, entryId, jobId, letter, reason, errorType, now)
+  redis.call('XADD', ctx.dead, 'MAXLEN', '~', ctx.deadMaxLen, '*',
+    'job', jobId, 'queue', ctx.queue, 'name', letter.name, 'lane', letter.lane, 'data', letter.data,
+    'error', reason, 'errorType', errorType, 'attempts', letter.attempts, 'stalls', letter.stalls,
+    'createdAt', letter.createdAt, 'failedAt', now)
+  redis.call('XACK', laneKey, ctx.group, entryId)
+  redis.call('HINCRBY', ctx.meta, 'failed', 1)
+  emit(ctx.events, ctx.eventsMaxLen, 'failed', jobId, 'error', reason)
+end
+
+-- Final failure of a recorded job: buried with its record's data, and the record
+-- becomes `failed`. `job` is the job's key.
 local function dead_letter(ctx, job, jobId, laneKey, entryId, inflightField, reason, errorType, now)
   local rec = redis.call('HMGET', job, 'data', 'attemptsMade', 'stalls', 'createdAt', 'name', 'lane')
-  redis.call('XADD', ctx.dead, 'MAXLEN', '~', ctx.deadMaxLen, '*',
-    'job', jobId, 'queue', ctx.queue, 'name', rec[5] or '', 'lane', rec[6] or '',
-    'data', rec[1] or 'null', 'error', reason, 'errorType', errorType,
-    'attempts', rec[2] or '0', 'stalls', rec[3] or '0',
-    'createdAt', rec[4] or '', 'failedAt', now)
-  redis.call('XACK', laneKey, ctx.group, entryId)
-  redis.call('HINCRBY', ctx.meta, 'failed', 1)  -- the queue's total of final failures
+  bury(ctx, laneKey, entryId, jobId, { name = rec[5] or '', lane = rec[6] or '', data = rec[1] or 'null',
+    attempts = rec[2] or '0', stalls = rec[3] or '0', createdAt = rec[4] or '' }, reason, errorType, now)
   redis.call('HDEL', ctx.inflight, inflightField)
   redis.call('HSET', job, 'state', 'failed', 'failedReason', reason, 'finishedAt', now)
   redis.call('ZREM', ctx.active, jobId)
   redis.call('ZREM', ctx.retrying, jobId)
   redis.call('ZADD', ctx.failed, now, jobId)
-  emit(ctx.events, ctx.eventsMaxLen, 'failed', jobId, 'error', reason)
   enforce_retention(ctx.failed, ctx.keepFailed, ctx.jobPrefix, ctx.logsPrefix)
 end
 
@@ -120,24 +131,19 @@ local function owns(laneKey, group, entryId, consumer, delivery)
   return p[1] ~= nil and tonumber(p[1][4]) == tonumber(delivery)
 end
 
--- Stream-kept jobs (no job record): a final failure goes to the dead-letter stream with
--- the entry's own data, and to the kept failures (the newest `keepFailed`, where the job
--- can still be looked up by id); the entry is acked.
+-- Final failure of a stream-kept job (no record): buried with the entry's own data,
+-- and kept among the failed jobs (the newest `keepFailed`, where the job can still be
+-- looked up by id); its retry state goes.
 local function dead_letter_entry(ctx, laneKey, laneName, entryId, field, jobId, data, reason,
                                  errorType, attempts, stalls, now)
-  redis.call('XADD', ctx.dead, 'MAXLEN', '~', ctx.deadMaxLen, '*',
-    'job', jobId, 'queue', ctx.queue, 'name', ctx.queue, 'lane', laneName, 'data', data or 'null',
-    'error', reason, 'errorType', errorType, 'attempts', attempts, 'stalls', stalls,
-    'createdAt', string.match(entryId, '^(%d+)'), 'failedAt', now)
+  bury(ctx, laneKey, entryId, jobId, { name = ctx.queue, lane = laneName, data = data or 'null',
+    attempts = attempts, stalls = stalls, createdAt = string.match(entryId, '^(%d+)') }, reason, errorType, now)
   if ctx.keepFailed > 0 then
     redis.call('XADD', ctx.keptFailed, 'MAXLEN', ctx.keepFailed, '*',
       'id', jobId, 'lane', laneName, 'data', data or 'null', 'failedReason', reason,
       'errorType', errorType, 'attemptsMade', attempts, 'stalls', stalls)
   end
-  redis.call('XACK', laneKey, ctx.group, entryId)
-  redis.call('HINCRBY', ctx.meta, 'failed', 1)
   redis.call('HDEL', ctx.failures, field)
-  emit(ctx.events, ctx.eventsMaxLen, 'failed', jobId, 'error', reason)
 end
 
 -- A stream entry id as two numbers, for ordering ids of any stream.

@@ -23,7 +23,6 @@ local queue, maxAttempts, maxStalls = ARGV[1], ARGV[2], ARGV[3]
 local idemWindow, eventsMaxLen, jobs = tonumber(ARGV[4]), ARGV[5], cjson.decode(ARGV[6])
 local waiting, scheduled, events, jobPrefix, idemPrefix = KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local now = now_ms()
-local lanes = { 'high', 'normal', 'low' }
 local results = {}
 
 for _, job in ipairs(jobs) do
@@ -50,7 +49,7 @@ for _, job in ipairs(jobs) do
       redis.call('ZADD', waiting, now, id)
     end
     redis.call('HSET', jobPrefix .. id, 'id', id, 'name', name, 'queue', queue, 'data', data,
-      'lane', lanes[laneIndex], 'createdAt', now, 'attemptsMade', 0, 'maxAttempts', maxAttempts,
+      'lane', LANE_NAMES[laneIndex], 'createdAt', now, 'attemptsMade', 0, 'maxAttempts', maxAttempts,
       'stalls', 0, 'maxStalls', maxStalls, 'progress', 0, 'state', state, field, value)
     emit(events, eventsMaxLen, 'added', id)
     results[#results + 1] = { id, 1 }

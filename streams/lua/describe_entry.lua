@@ -17,7 +17,6 @@
 --!include _common.lua
 
 local group, entryId, jobId = ARGV[1], ARGV[2], ARGV[3]
-local laneNames = { 'high', 'normal', 'low' }
 local paused = redis.call('HGET', KEYS[7], 'paused') == '1' and '1' or '0'
 local createdAt = string.match(entryId, '^(%d+)')
 
@@ -43,7 +42,7 @@ local now = now_ms()
 for lane = 1, 3 do
   local entry = redis.call('XRANGE', KEYS[lane], entryId, entryId)[1]
   if entry then
-    local data = { 'lane', laneNames[lane], 'data', entry_data(entry[2]) or 'null' }
+    local data = { 'lane', LANE_NAMES[lane], 'data', entry_data(entry[2]) or 'null' }
     local last = last_read(KEYS[lane], group)
     local p = last and redis.call('XPENDING', KEYS[lane], group, entryId, entryId, 1)[1]
     if p then

@@ -30,7 +30,6 @@ local group, consumer, want = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local rateMax, rateWindow = tonumber(ARGV[5]), tonumber(ARGV[6])
 local eventsMaxLen, moveLimit = ARGV[7], tonumber(ARGV[8])
 local now = now_ms()
-local laneNames = { high = 1, normal = 2, low = 3 }
 
 -- Scheduled jobs that are due join their lanes, paused or not.
 local due = redis.call('ZRANGEBYSCORE', scheduled, '-inf', now, 'LIMIT', 0, moveLimit)
@@ -38,7 +37,7 @@ for _, id in ipairs(due) do
   local job = jobPrefix .. id
   local lane = redis.call('HGET', job, 'lane')
   if lane then
-    local entry = redis.call('XADD', KEYS[laneNames[lane]], '*', 'job', id)
+    local entry = redis.call('XADD', KEYS[LANE_INDEX[lane]], '*', 'job', id)
     redis.call('HSET', job, 'state', 'waiting', 'entry', entry)
     redis.call('HDEL', job, 'dueAt')
     redis.call('ZADD', waiting, now, id)

@@ -41,7 +41,6 @@ local laneIndex, cursor, pageSize = tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6]
 local leaseMs, minIdle = tonumber(ARGV[7]), tonumber(ARGV[8])
 local rateMax, rateWindow = tonumber(ARGV[9]), tonumber(ARGV[10])
 local maxStalls = tonumber(ARGV[15])
-local laneNames = { 'high', 'normal', 'low' }
 local ctx = {
   group = group, queue = ARGV[14], active = KEYS[6], retrying = KEYS[7], failed = KEYS[8],
   dead = KEYS[9], events = KEYS[10], inflight = KEYS[11], jobPrefix = KEYS[12],
@@ -67,14 +66,14 @@ local function visit_entry(lane, p)
   local stalls = deliveries - attempts
   if crash and stalls > maxStalls then
     local body = redis.call('XRANGE', laneKey, entryId, entryId)
-    dead_letter_entry(ctx, laneKey, laneNames[lane], entryId, field, jobId, body[1] and entry_data(body[1][2]),
+    dead_letter_entry(ctx, laneKey, LANE_NAMES[lane], entryId, field, jobId, body[1] and entry_data(body[1][2]),
       'job stalled ' .. stalls .. ' times: its worker stopped while running it', 'Stalled',
       attempts, stalls, now)
     settled = settled + 1
   elseif (crash or retry) and allowed > 0 then
     local got = redis.call('XCLAIM', laneKey, group, consumer, 0, entryId)
     if #got == 0 then
-      dead_letter_entry(ctx, laneKey, laneNames[lane], entryId, field, jobId, nil,
+      dead_letter_entry(ctx, laneKey, LANE_NAMES[lane], entryId, field, jobId, nil,
         'stream entry was deleted before the job finished', 'EntryDeleted', attempts, stalls, now)
       settled = settled + 1
       return

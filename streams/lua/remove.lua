@@ -20,7 +20,7 @@ local state, lane, entry = rec[1], rec[2], rec[3]
 if not state then return 0 end
 if state == 'active' then return -1 end
 
-local laneIndex = ({ high = 1, normal = 2, low = 3 })[lane]
+local laneIndex = LANE_INDEX[lane]
 if entry and laneIndex and (state == 'waiting' or state == 'delayed') then
   redis.call('XACK', KEYS[laneIndex], group, entry)
   redis.call('XDEL', KEYS[laneIndex], entry)

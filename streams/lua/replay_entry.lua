@@ -31,7 +31,7 @@ if keptId then
 end
 if not source then return false end
 
-local laneIndex = ({ high = 1, normal = 2, low = 3 })[field_of(source, 'lane')] or 2
+local laneIndex = LANE_INDEX[field_of(source, 'lane')] or 2
 local entry = redis.call('XADD', KEYS[laneIndex], '*', 'data', field_of(source, 'data') or 'null')
 emit(KEYS[5], eventsMaxLen, 'waiting', jobPrefix .. entry, 'retried', deadId ~= '' and 'replay' or 'retry')
 return entry

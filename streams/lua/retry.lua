@@ -19,7 +19,6 @@
 local jobId, deadId, eventsMaxLen = ARGV[1], ARGV[2], ARGV[3]
 local job = KEYS[8] .. jobId
 local now = now_ms()
-local lanes = { high = 1, normal = 2, low = 3 }
 
 if deadId ~= '' then
   local dead = redis.call('XRANGE', KEYS[6], deadId, deadId)
@@ -30,7 +29,7 @@ if deadId ~= '' then
   if letter['job'] ~= jobId then return 0 end
   if redis.call('EXISTS', job) == 0 then
     redis.call('HSET', job, 'id', jobId, 'name', letter['name'], 'queue', ARGV[4],
-      'data', letter['data'], 'lane', lanes[letter['lane']] and letter['lane'] or 'normal',
+      'data', letter['data'], 'lane', LANE_INDEX[letter['lane']] and letter['lane'] or 'normal',
       'createdAt', letter['createdAt'], 'state', 'failed')
   end
 end
@@ -40,7 +39,7 @@ if not rec[1] then return 0 end
 if deadId ~= '' then redis.call('XDEL', KEYS[6], deadId) end
 if rec[1] ~= 'failed' then return -1 end
 
-local entry = redis.call('XADD', KEYS[lanes[rec[2]] or 2], '*', 'job', jobId)
+local entry = redis.call('XADD', KEYS[LANE_INDEX[rec[2]] or 2], '*', 'job', jobId)
 redis.call('HSET', job, 'state', 'waiting', 'entry', entry, 'attemptsMade', 0, 'stalls', 0,
   'maxAttempts', ARGV[5], 'maxStalls', ARGV[6], 'progress', 0)
 redis.call('HDEL', job, 'failedReason', 'errorType', 'stacktrace', 'finishedAt', 'processedAt',

@@ -22,7 +22,6 @@
 
 local group, keep, eventsMaxLen = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local byLane, cleared, kept = cjson.decode(ARGV[4]), cjson.decode(ARGV[5]), cjson.decode(ARGV[6])
-local laneNames = { 'high', 'normal', 'low' }
 local now = now_ms()
 local acked = 0
 
@@ -37,7 +36,7 @@ for _, row in ipairs(kept) do
   -- Acked one by one: an entry acked already (a resent call) is not kept twice.
   if redis.call('XACK', KEYS[lane], group, entryId) == 1 then
     acked = acked + 1
-    redis.call('XADD', KEYS[7], '*', 'id', row[3], 'lane', laneNames[lane], 'data', row[4],
+    redis.call('XADD', KEYS[7], '*', 'id', row[3], 'lane', LANE_NAMES[lane], 'data', row[4],
       'returnvalue', row[5], 'attemptsMade', row[6], 'stalls', row[7],
       'processedAt', now - ran, 'duration', ran)
   end
