@@ -1,4 +1,5 @@
-"""Run a private ``redis-server`` as a child process on a loopback port.
+"""Run a private ``redis-server`` (found by cli.redis_binary) as a child process on a
+loopback port.
 
 Used by ``tgjobs up`` / ``tgjobs redis`` when REDIS_URL is unset, and by the test suite
 for a throwaway server. Standard library only: readiness is a raw ``PING`` on a socket.
@@ -6,7 +7,6 @@ for a throwaway server. Standard library only: readiness is a raw ``PING`` on a 
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import socket
@@ -18,10 +18,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
+from cli.redis_binary import BINARY, EmbeddedRedisError, find_redis_server
+
 LOOPBACK = "127.0.0.1"
-BINARY = "redis-server"
-FALLBACK_DIRS: tuple[Path, ...] = (Path("/usr/bin"), Path("/usr/sbin"))
-APT_PACKAGE = "redis-server"
 
 START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 10.0
@@ -32,60 +31,8 @@ LOG_TAIL_LINES = 20
 ADDRESS_IN_USE = "Address already in use"
 
 
-class EmbeddedRedisError(RuntimeError):
-    """Root of this module's errors."""
-
-
-class RedisServerNotFound(EmbeddedRedisError):
-    """No ``redis-server`` on PATH nor in FALLBACK_DIRS; says how to install it."""
-
-
 class RedisStartError(EmbeddedRedisError):
     """The server exited or did not answer PING in time; carries the tail of its log."""
-
-
-def install_command() -> str:
-    """The shell command that installs redis-server here (with sudo when not root)."""
-    sudo = "" if os.geteuid() == 0 else "sudo "
-    return f"{sudo}apt-get update && {sudo}apt-get install -y {APT_PACKAGE}"
-
-
-def find_redis_server(install: bool = False) -> str:
-    """Path of ``redis-server``; ``install=True`` lets root apt-get it first."""
-    found = _locate()
-    if found is None and install and os.geteuid() == 0 and shutil.which("apt-get"):
-        _apt_install()
-        found = _locate()
-    if found is None:
-        searched = ", ".join(["PATH", *(str(d) for d in FALLBACK_DIRS)])
-        raise RedisServerNotFound(
-            f"{BINARY} not found (searched {searched}); "
-            f"install it with: {install_command()}"
-        )
-    return found
-
-
-def _locate() -> str | None:
-    on_path = shutil.which(BINARY)
-    if on_path:
-        return on_path
-    for directory in FALLBACK_DIRS:
-        candidate = directory / BINARY
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return str(candidate)
-    return None
-
-
-def _apt_install() -> None:
-    noninteractive = ["env", "DEBIAN_FRONTEND=noninteractive"]
-    try:
-        for command in (
-            [*noninteractive, "apt-get", "update", "-qq"],
-            [*noninteractive, "apt-get", "install", "-y", "-qq", APT_PACKAGE],
-        ):
-            subprocess.run(command, check=True, stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.CalledProcessError) as err:
-        raise RedisServerNotFound(f"installing {APT_PACKAGE} failed: {err}") from err
 
 
 def free_port() -> int:

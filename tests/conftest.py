@@ -12,7 +12,8 @@ import pytest
 import redis.asyncio as aioredis
 from redis_server import RedisServerFactory, session_redis_url, source
 
-from cli.embedded_redis import EmbeddedRedis, RedisServerNotFound, find_redis_server
+from cli.embedded_redis import EmbeddedRedis
+from cli.redis_binary import RedisServerNotFound, find_redis_server
 from config import DEFAULT_POLICIES, Settings
 
 KEY_PREFIX_HEX_BYTES = 5  # 10 hex chars after the leading "t"

@@ -14,12 +14,9 @@ import redis.asyncio as aioredis
 from redis_server import RedisServerFactory
 
 from cli import embedded_redis
-from cli.embedded_redis import (
-    EmbeddedRedis,
-    RedisServerNotFound,
-    RedisStartError,
-    find_redis_server,
-)
+from cli import redis_binary
+from cli.embedded_redis import EmbeddedRedis, RedisStartError
+from cli.redis_binary import RedisServerNotFound, find_redis_server
 
 
 def client(server: EmbeddedRedis) -> redis.Redis:
@@ -45,7 +42,7 @@ def test_missing_binary_names_the_install_command(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.setattr(embedded_redis, "FALLBACK_DIRS", ())
+    monkeypatch.setattr(redis_binary, "FALLBACK_DIRS", ())
     with pytest.raises(RedisServerNotFound, match="apt-get install -y redis-server"):
         find_redis_server(install=False)
 

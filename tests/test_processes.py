@@ -29,7 +29,8 @@ from redis.exceptions import BusyLoadingError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from cli.embedded_redis import EmbeddedRedis, RedisServerNotFound, find_redis_server, free_port
+from cli.embedded_redis import EmbeddedRedis, free_port
+from cli.redis_binary import RedisServerNotFound, find_redis_server
 from config import Settings
 from streams import JobSpec, JobState, Producer, QueueAdmin
 
