@@ -29,13 +29,12 @@ from streams.keeping import keeps_records
 from streams.keys import GROUP
 from streams.outage import Outage, is_missing_group, is_transient
 from streams.scripts import Delivery, QueueScripts, ReadResult, Scripts
+from streams.upkeep import Upkeep
 
 log = logging.getLogger(__name__)
 
 MIN_MAINTENANCE_S = 0.1
 MAX_MAINTENANCE_S = 5.0
-TRIM_EVERY_S = 5.0
-REAP_EVERY_S = 60.0
 PAUSED_POLL_S = 0.5
 FAST_BLOCK_MAX_S = 1.0  # a fast-path read blocks no longer, so a stop is never held up
 CANCEL_GRACE_S = 5.0
@@ -74,8 +73,7 @@ class QueueWorker:
         self._outage = Outage(log, f"{where} worker")
         self._jobs = JobRunner(settings, self.scripts, self.redis, handler, self.consumer, where)
         self._next_maintenance = 0.0
-        self._next_trim = 0.0
-        self._next_reap = 0.0
+        self._upkeep = Upkeep(settings, self.scripts, self.consumer)
         self._maintenance_every = min(max(min(self.policy.lock_timeout, self.policy.backoff_for(1)) / 4,
                                           MIN_MAINTENANCE_S), MAX_MAINTENANCE_S)
         metrics.track(self)
@@ -92,7 +90,7 @@ class QueueWorker:
         """Consumes until stop(); with burst=True, returns once the queue has no
         waiting, active or delayed jobs left (for scripts and tests)."""
         helpers = [asyncio.create_task(self._jobs.completer.run()),
-                   asyncio.create_task(self._extend_leases())]
+                   asyncio.create_task(self._upkeep.extend_leases(self._in_flight))]
         try:
             await self._until_ready()
             while not self._stopping.is_set():
@@ -162,8 +160,7 @@ class QueueWorker:
             await self._wait_for_entries(result.last_ids, min(wait, self.settings.read_block))
 
     async def _maintain(self) -> None:
-        """Reclaims due retries and stalled entries; now and then trims the lanes and
-        removes consumers that left."""
+        """Reclaims due retries and stalled entries; now and then tidies up (Upkeep)."""
         lane, cursor = 1, "-"
         while lane:
             free = max(self._free_slots(), 0)
@@ -174,17 +171,7 @@ class QueueWorker:
                 self._jobs.start_all(page.jobs)
             lane, cursor = page.lane, page.cursor
         now = time.monotonic()
-        if now >= self._next_trim:
-            for lane in (1, 2, 3):
-                await self.scripts.trim(lane)
-            self._next_trim = now + TRIM_EVERY_S
-        if now >= self._next_reap:
-            for lane in (1, 2, 3):
-                removed = await self.scripts.reap(lane, self.settings.dead_consumer_after)
-                if removed:
-                    log.info("%s: removed idle consumers without pending entries: %s",
-                             self.queue, ", ".join(removed))
-            self._next_reap = now + REAP_EVERY_S
+        await self._upkeep.tidy(now)
         self._next_maintenance = now + self._maintenance_every
 
     async def _recover(self, exc: Exception) -> None:
@@ -270,28 +257,7 @@ class QueueWorker:
         if block in done:
             block.result()  # surface connection errors to the loop
 
-    # -- leases and shutdown ------------------------------------------------------
-
-    async def _extend_leases(self) -> None:
-        """Re-claims running entries every third of the lease so a live worker keeps them."""
-        every = self.policy.lock_timeout / 3
-        while True:
-            await asyncio.sleep(every)
-            deliveries = self._in_flight()
-            if not deliveries:
-                continue
-            try:
-                kept = await self.scripts.extend(self.consumer, deliveries)
-            except Exception as exc:
-                if not is_transient(exc) and not is_missing_group(exc):
-                    raise
-                continue
-            still_running = {d.entry_key for d in self._in_flight()}
-            for d, ok in zip(deliveries, kept):
-                # A job that finished while the call was out is simply no longer pending.
-                if not ok and d.entry_key in still_running:
-                    log.warning("%s: lost the lease of job %s (another worker took it over)",
-                                self.queue, d.job_id)
+    # -- in flight and shutdown ----------------------------------------------------
 
     def _in_flight(self) -> list[Delivery]:
         running = self._jobs.in_flight()
