@@ -20,6 +20,8 @@ import multiprocessing
 import time
 from typing import Any
 
+from redis.asyncio import Redis
+
 from common import (LATENCY_RATE_PER_S, Figures, Timer, event_count, peak_rss_mb, percentiles,
                     redis_url, report, unique_prefix)
 from floor import round_trip_handler, run_floor
@@ -29,12 +31,13 @@ from processors import build_handlers
 from streams import JobContext, JobSpec, Producer, QueueWorker, connect
 
 REGULAR, FAST = "research", "signals"
-CONCURRENCY = 100
+CONCURRENCY = 100  # handlers at once on both paths: as many as the floor runs (a read of 100, gathered)
 
 
 def settings_for(url: str, prefix: str) -> Settings:
     return Settings(redis_url=url, key_prefix=prefix, read_block=1,
-                    queues={REGULAR: {"rate_limit": None, "concurrency": CONCURRENCY, "keep_completed": 1000}})
+                    queues={REGULAR: {"rate_limit": None, "concurrency": CONCURRENCY, "keep_completed": 1000},
+                            FAST: {"concurrency": CONCURRENCY}})
 
 
 async def noop(ctx: JobContext) -> None:
@@ -57,7 +60,9 @@ def handler_for(kind: str, settings: Settings, redis: Any) -> Any:
     if kind == "signals processor":
         return build_handlers(settings, redis)[FAST]
     if kind == "round trip":
-        return round_trip_handler(redis, f"{settings.key_prefix}:effects")
+        # Its own client is the floor's (Redis.from_url's defaults), so both run the same
+        # handler; the engine's connections are its own (streams.connect).
+        return round_trip_handler(Redis.from_url(settings.redis_connection_url()), f"{settings.key_prefix}:effects")
     return noop
 
 

@@ -12,8 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import types
-from collections.abc import Coroutine, Generator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -22,6 +21,7 @@ from redis.asyncio import Redis
 from config import Settings
 from streams import metrics
 from streams.context import Handler, JobContext
+from streams.eager import EagerBatch
 from streams.errors import InvalidJob, JobTimeout, UnrecoverableError
 from streams.keys import GROUP
 from streams.outage import Outage
@@ -29,26 +29,6 @@ from streams.scripts import Delivery, QueueScripts
 
 log = logging.getLogger(__name__)
 FAST_WAIT_MAX_S = 1.0  # a rate-limited read waits no longer, so a stop is never held up
-
-
-@types.coroutine
-def _resume(call: Coroutine[Any, Any, Any], awaited: Any) -> Generator[Any, Any, Any]:
-    """Goes on with a coroutine started by hand (`call.send(None)` gave `awaited`, what it
-    waits on), as if the task running this had started it: what it waits on goes to the
-    task, and what the task sends or throws (a cancellation) goes back into it."""
-    while True:
-        try:
-            sent = yield awaited
-        except BaseException as exc:
-            try:
-                awaited = call.throw(exc)
-            except StopIteration as done:
-                return done.value
-        else:
-            try:
-                awaited = call.send(sent)
-            except StopIteration as done:
-                return done.value
 
 
 class BatchRunner:
@@ -166,54 +146,11 @@ class BatchRunner:
         return await self._run_each(jobs)
 
     async def _run_each(self, jobs: list[JobContext]) -> list[Any]:
-        """Runs the handler on each job, in order. A call that returns without waiting
-        (no I/O) is done on the spot and costs no task; one that waits goes on as a task,
-        under the queue's timeout, at most `concurrency` of them at once (what Python
-        3.12's eager tasks do). Each job's outcome is its result or its exception."""
-        loop = asyncio.get_running_loop()
-        outcomes: list[Any] = [None] * len(jobs)
-        durations: list[float] = []  # observed once for the batch: a histogram call per entry cost a third
-        waiting: dict[asyncio.Task[Any], int] = {}
-        for index, job in enumerate(jobs):
-            started = loop.time()
-            call = self.handler(job)
-            try:
-                awaited = call.send(None)  # type: ignore[attr-defined]
-            except StopIteration as done:
-                outcomes[index] = done.value
-            except Exception as exc:
-                outcomes[index] = exc
-            else:
-                waiting[loop.create_task(self._finish(call, awaited, started, durations))] = index
-                if len(waiting) >= self.policy.concurrency:
-                    finished, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-                    for task in finished:
-                        outcomes[waiting.pop(task)] = task.result()
-                continue
-            durations.append(loop.time() - started)
-        if waiting:
-            await asyncio.wait(waiting)
-            for task, index in waiting.items():
-                outcomes[index] = task.result()
-        metrics.jobs_ran(self.queue, durations)
+        """Runs the handler on each job, eagerly (streams.eager): at most `concurrency`
+        calls waiting at once, each under the queue's timeout."""
+        outcomes, durations = await EagerBatch(self.handler, self.policy.concurrency, self.policy.timeout).run(jobs)
+        metrics.jobs_ran(self.queue, durations)  # once for the batch: a histogram call per entry cost a third
         return outcomes
-
-    async def _finish(self, call: Coroutine[Any, Any, Any], awaited: Any, started: float,
-                      durations: list[float]) -> Any:
-        """The rest of a handler call that waited, under the timeout from its start."""
-        loop = asyncio.get_running_loop()
-        deadline = asyncio.timeout_at(started + self.policy.timeout)
-        try:
-            async with deadline:
-                return await _resume(call, awaited)
-        except TimeoutError as exc:
-            if deadline.expired():
-                return JobTimeout(f"attempt exceeded the queue's timeout of {self.policy.timeout:g}s")
-            return exc
-        except Exception as exc:
-            return exc
-        finally:
-            durations.append(loop.time() - started)
 
     async def _ack(self, done: list[tuple[Delivery, Any]], ran: float) -> None:
         """Acks a batch in one round trip, keeping the newest `keep_completed` outcomes
