@@ -157,14 +157,12 @@ class BatchRunner:
         (older ones of the batch would be trimmed at once). Not fenced, unlike the
         regular path: a run that succeeded wrote its effects (idempotent by design on
         this path), so its ack is true whichever worker sends it."""
-        keep = self.policy.keep_completed
-        split = max(len(done) - keep, 0)
         acked: list[list[str]] = [[], [], []]
-        for d, _ in done[:split]:
+        for d, _ in done:
             acked[d.lane - 1].append(d.entry_id)
         ran_ms = int(ran * 1000)
-        kept = [(d.lane, d.entry_id, d.job_id, d.raw or "null", orjson.dumps(value, default=str).decode(),
-                 d.attempts_made + 1, d.stalls, ran_ms) for d, value in done[split:]]
+        kept = [(d.lane, d.job_id, d.raw or "null", orjson.dumps(value, default=str).decode(), d.attempts_made + 1,
+                 d.stalls, ran_ms) for d, value in done[max(len(done) - self.policy.keep_completed, 0):]]
         cleared = [d.entry_key for d, _ in done if d.delivery > 1]
         await self._outage.retry(lambda: self.scripts.settle_entries(acked, cleared, kept))
         metrics.job_outcome(self.queue, "completed", len(done))

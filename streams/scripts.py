@@ -215,11 +215,11 @@ class QueueScripts:
         return ReadResult("paused", [])
 
     async def settle_entries(self, acked: list[list[str]], cleared: list[str],
-                             kept: list[tuple[int, str, str, str, str, int, int, int]]) -> int:
-        """Records the successes of stream-kept jobs. acked: entry ids per lane, acked
-        without keeping; cleared: failures-hash fields to clear; kept: the completions to
-        keep, oldest first, (lane, entry id, job id, data, return value JSON, attemptsMade,
-        stalls, run ms). Returns how many entries this call acked."""
+                             kept: list[tuple[int, str, str, str, int, int, int]]) -> int:
+        """Records the successes of stream-kept jobs. acked: the batch's entry ids per lane;
+        cleared: failures-hash fields to clear; kept: the completions to keep, oldest
+        first, (lane, job id, data, return value JSON, attemptsMade, stalls, run ms).
+        Returns how many entries this call acked."""
         k = self.keys
         keys = [*k.lanes, k.failures, k.meta, k.events, k.kept("completed")]
         args = [GROUP, self.policy.keep_completed, self.settings.events_max_len,
