@@ -149,7 +149,7 @@ async def read_statuses(redis: Redis, parts: Sequence[tuple[QueueKeys, ...]],
         for k in (k for keys in parts for k in keys):
             for state in STATE_INDEXES:
                 pipe.zcard(k.state_index(state))
-            pipe.zcard(k.scheduled).hmget(k.meta, "paused", "completed", "failed").xlen(k.dead).hlen(k.failures)
+            pipe.zcard(k.scheduled).hmget(k.meta, "paused", "completed", "failed").xlen(k.dead).hvals(k.failures)
             pipe.xlen(k.kept("completed")).xlen(k.kept("failed"))
             for lane_key in k.lanes:
                 pipe.xlen(lane_key).xinfo_groups(lane_key)
@@ -169,7 +169,9 @@ def _status(partitions: tuple[QueueKeys, ...], keeping: JobKeeping, replies: lis
     dead_streams: list[DeadStreamInfo] = []
     paused = False
     for k, own in zip(partitions, replies):
-        *indexes, scheduled, meta, dead, backing_off, kept_completed, kept_failed = map(_ok, own[:11])
+        *indexes, scheduled, meta, dead, marks, kept_completed, kept_failed = map(_ok, own[:11])
+        # Stream-kept entries backing off after a failure (the others' marks are of retries running again).
+        backing_off = sum(1 for mark in marks if mark.startswith("delayed:"))
         flag, runs_completed, runs_failed = meta or (None, None, None)
         paused = paused or flag == "1"  # pause sets every partition's flag
         for name, count in zip(STATE_INDEXES, indexes):

@@ -50,11 +50,13 @@ class RecordJobs:
         in one round trip."""
         k = self.keys
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hgetall(k.job(job_id)).lrange(k.logs(job_id), -max(log_limit, 1), -1).hget(k.meta, "paused")
-            record, logs, paused = await pipe.execute()
+            pipe.hgetall(k.job(job_id)).hget(k.meta, "paused")
+            if log_limit > 0:
+                pipe.lrange(k.logs(job_id), -log_limit, -1)
+            record, paused, *logs = await pipe.execute()
         if not record:
             raise JobNotFound(job_id)
-        return JobDetail(Job.from_record(record), logs if log_limit > 0 else [], paused == "1")
+        return JobDetail(Job.from_record(record), logs[0] if logs else [], paused == "1")
 
     async def remove(self, job_id: str) -> int:
         """1 removed, 0 not found, -1 active (left to finish)."""

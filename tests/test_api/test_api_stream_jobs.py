@@ -135,6 +135,10 @@ async def test_active_and_delayed_entries_are_listed_and_an_active_one_cannot_be
     await engine_redis.xreadgroup(GROUP, "someone", {k.lane("normal"): ">"}, count=2)
     # The first failed once and waits out its backoff.
     await engine_redis.hset(k.failures, f"2:{ids[0].split('-', 1)[1]}", "delayed:1:60000")
+    # The second failed once too and was claimed again: running, not backing off.
+    await engine_redis.hset(k.failures, f"2:{ids[1].split('-', 1)[1]}", "active:1:0")
+    _, view = await signals_api.get(f"/api/queues/{Q}")
+    assert (view["counts"]["active"], view["counts"]["delayed"]) == (1, 1)
     assert [j["id"] for j in await list_all(signals_api, "active", 1)] == [ids[1]]
     delayed = await list_all(signals_api, "delayed", 1)
     assert [j["id"] for j in delayed] == [ids[0]] and delayed[0]["attemptsMade"] == 1
@@ -144,7 +148,7 @@ async def test_active_and_delayed_entries_are_listed_and_an_active_one_cannot_be
     status, _ = await signals_api.delete(f"/api/jobs/{ids[0]}")  # a delayed one can go
     assert status == 200
     assert (await signals_api.get(f"/api/jobs/{ids[0]}"))[0] == 404
-    assert await engine_redis.hlen(k.failures) == 0
+    assert not await engine_redis.hexists(k.failures, f"2:{ids[0].split('-', 1)[1]}")  # its retry state went too
 
 
 async def test_clean_trims_the_kept_outcomes_and_bulk_remove_takes_ids(
