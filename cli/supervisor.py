@@ -82,6 +82,7 @@ class Supervisor:
         self._children: dict[int, asyncio.subprocess.Process] = {}
         self._stopping = asyncio.Event()
         self._signal = signal.SIGTERM
+        self._deadline: asyncio.TimerHandle | None = None
 
     @property
     def pids(self) -> list[int]:
@@ -89,81 +90,91 @@ class Supervisor:
         return [self._children[i].pid for i in sorted(self._children)]
 
     def stop(self, signum: int = signal.SIGTERM) -> None:
-        """Stops restarting and passes `signum` on to every child."""
-        if not self._stopping.is_set():
-            log.info("received %s: stopping %d worker process(es) (running jobs get up to %.0fs)",
-                     signal.Signals(signum).name, len(self._children), self.spec.settings.shutdown_grace)
+        """Stops restarting and passes `signum` on to every child; children still running
+        `shutdown_grace` + KILL_MARGIN_S later are SIGKILLed. Call it in the loop's thread."""
+        first = not self._stopping.is_set()
         self._signal = signal.Signals(signum)
         self._stopping.set()
+        if first:
+            log.info("received %s: stopping %d worker process(es) (running jobs get up to %.0fs)",
+                     self._signal.name, len(self._children), self.spec.settings.shutdown_grace)
+            with contextlib.suppress(RuntimeError):  # no loop running: run() has not started any child
+                self._deadline = asyncio.get_running_loop().call_later(
+                    self.spec.settings.shutdown_grace + KILL_MARGIN_S, self._kill_stragglers)
         for child in self._children.values():
             with contextlib.suppress(ProcessLookupError):
                 child.send_signal(self._signal)
 
     async def run(self, *, handle_signals: bool = True) -> None:
         """Keeps the children running until stop() (SIGTERM/SIGINT with `handle_signals`)
-        or, in burst mode, until every child has drained its queues and exited 0."""
+        or, in burst mode, until every child has drained its queues and exited 0, and
+        returns once every child has exited. A Supervisor runs once."""
         loop = asyncio.get_running_loop()
         signals = (signal.SIGTERM, signal.SIGINT) if handle_signals else ()
         for signum in signals:
             loop.add_signal_handler(signum, self.stop, signum)
         log.info("supervising %d worker processes for %s", self.processes, ", ".join(self.spec.queues))
-        keepers = asyncio.gather(*(self._keep(i) for i in range(self.processes)))
+        keepers = [asyncio.create_task(self._keep(i)) for i in range(self.processes)]
         try:
-            stopping = asyncio.ensure_future(self._stopping.wait())
-            await asyncio.wait({keepers, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            stopping.cancel()
-            if not keepers.done():
-                await self._wait_out_the_grace(keepers)
-            await keepers
-        finally:
+            await asyncio.gather(*keepers)
+        finally:  # whatever ended it (an error, a cancelled task), no child is left behind
+            self._stopping.set()
             for signum in signals:
                 loop.remove_signal_handler(signum)
-            await self._kill_the_rest(keepers)
-        log.info("every worker process has exited")
-
-    async def _wait_out_the_grace(self, keepers: asyncio.Future[list[None]]) -> None:
-        allowed = self.spec.settings.shutdown_grace + KILL_MARGIN_S
-        try:
-            await asyncio.wait_for(asyncio.shield(keepers), allowed)
-        except TimeoutError:
-            log.error("worker process(es) %s still running %.0fs after %s: killing them",
-                      ", ".join(map(str, self.pids)), allowed, self._signal.name)
-            for child in self._children.values():
+            for keeper in keepers:
+                keeper.cancel()
+            for child in list(self._children.values()):
                 with contextlib.suppress(ProcessLookupError):
                     child.kill()
+                await child.wait()
+            if self._deadline is not None:
+                self._deadline.cancel()
+        log.info("every worker process has exited")
 
-    async def _kill_the_rest(self, keepers: asyncio.Future[list[None]]) -> None:
-        """Whatever ended run() (an error, a cancelled task), no child is left behind."""
-        keepers.cancel()
-        for child in list(self._children.values()):
+    def _kill_stragglers(self) -> None:
+        if not self._children:
+            return
+        log.error("worker process(es) %s still running %.0fs after %s: killing them",
+                  ", ".join(map(str, self.pids)), self.spec.settings.shutdown_grace + KILL_MARGIN_S,
+                  self._signal.name)
+        for child in self._children.values():
             with contextlib.suppress(ProcessLookupError):
                 child.kill()
-            await child.wait()
-        self._children.clear()
 
     async def _keep(self, index: int) -> None:
         """Keeps process `index` running: restarts it when it dies, with backoff."""
         quick_exits = 0
         while not self._stopping.is_set():
             started = time.monotonic()
-            child = await self._start(index)
-            try:
-                code = await child.wait()
-            finally:
-                self._children.pop(index, None)
+            ended = await self._run_once(index)
+            if ended is None:
+                return
             lived = time.monotonic() - started
-            if self._stopping.is_set():
-                log.info("worker process %d (pid %d) %s", index, child.pid, describe_exit(code))
-                return
-            if self.spec.burst and code == 0:
-                log.info("worker process %d (pid %d) drained its queues and exited", index, child.pid)
-                return
             quick_exits = quick_exits + 1 if lived < STABLE_S else 0
             delay = restart_delay(quick_exits)
-            log.warning("worker process %d (pid %d) %s after %.1fs; restarting it in %.1fs",
-                        index, child.pid, describe_exit(code), lived, delay)
+            log.warning("worker process %d %s after %.1fs; restarting it in %.1fs", index, ended, lived, delay)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), delay)
+
+    async def _run_once(self, index: int) -> str | None:
+        """Runs process `index` until it exits; says how it ended when it is to be
+        restarted, None when not (stopping, or drained in burst mode)."""
+        try:
+            child = await self._start(index)
+        except OSError as exc:  # fork or exec failed (EAGAIN, ENOMEM): try again later
+            return f"could not be started ({exc})"
+        try:
+            code = await child.wait()
+        finally:
+            self._children.pop(index, None)
+        ended = f"(pid {child.pid}) {describe_exit(code)}"
+        if self._stopping.is_set():
+            log.info("worker process %d %s", index, ended)
+            return None
+        if self.spec.burst and code == 0:
+            log.info("worker process %d (pid %d) drained its queues and exited", index, child.pid)
+            return None
+        return ended
 
     async def _start(self, index: int) -> asyncio.subprocess.Process:
         child = await asyncio.create_subprocess_exec(
@@ -172,10 +183,12 @@ class Supervisor:
         if self._stopping.is_set():  # stopped while it was being started
             child.send_signal(self._signal)
         assert child.stdin is not None
-        child.stdin.write(pickle.dumps(self.spec.for_child(index, os.getpid())))
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # it died at once: wait() says how
+        try:
+            child.stdin.write(pickle.dumps(self.spec.for_child(index, os.getpid())))
             await child.stdin.drain()
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # it died at once: wait() says how
+        finally:
             child.stdin.close()
-            await child.stdin.wait_closed()
         log.info("started worker process %d (pid %d)", index, child.pid)
         return child

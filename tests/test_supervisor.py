@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from test_cli import clean_env, one_line_error
 from test_processes import eventually
 
 from cli.embedded_redis import free_port
-from cli.supervisor import Supervisor, WorkerSpec
+from cli.supervisor import KILL_MARGIN_S, Supervisor, WorkerSpec
 from config import Settings
 from processors.record_keys import CompanyKeys
 from streams import JobSpec, Producer, QueueAdmin
@@ -100,10 +101,10 @@ def supervise(tmp_path: Path, env: dict[str, str]) -> Iterator[Callable[..., Sup
     """Starts `tgjobs ARGS...`; at teardown the supervisor and every child seen are killed."""
     started: list[Supervised] = []
 
-    def start(*args: str) -> Supervised:
+    def start(*args: str, **more_env: str) -> Supervised:
         log_path = tmp_path / f"supervisor-{len(started)}.log"
         with log_path.open("wb") as stderr:
-            proc = subprocess.Popen([sys.executable, "-m", "cli.main", *args], cwd=ROOT, env=env,
+            proc = subprocess.Popen([sys.executable, "-m", "cli.main", *args], cwd=ROOT, env={**env, **more_env},
                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr)
         started.append(Supervised(proc, log_path, set()))
         return started[-1]
@@ -234,6 +235,22 @@ def _two_ports() -> tuple[socket.socket, int]:
             continue
         return taken, port
     raise AssertionError("no two adjacent ports free")
+
+
+async def test_a_child_that_does_not_stop_within_the_grace_is_killed(
+        supervise: Callable[..., Supervised], engine_redis: aioredis.Redis,
+        make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings()
+    run = supervise("workers", "--queues", "signals", "--processes", "2", SHUTDOWN_GRACE="1")
+    wedged, fine = sorted(await until_registered(run, engine_redis, settings, 2))
+    subprocess.run(["kill", "-STOP", str(wedged)], check=True)  # it cannot act on SIGTERM
+    began = time.monotonic()
+    run.proc.send_signal(signal.SIGTERM)
+    assert await until_exit(run, 1 + KILL_MARGIN_S + 10) == 0, run.log()
+    assert time.monotonic() - began >= 1 + KILL_MARGIN_S - 0.5
+    assert not alive(wedged) and not alive(fine)
+    assert f"worker process(es) {wedged} still running 6s after SIGTERM: killing them" in run.log()
+    assert run.stopped_cleanly({fine}) and not run.stopped_cleanly({wedged}), run.log()
 
 
 async def test_a_sigkilled_supervisor_takes_its_children_with_it(
