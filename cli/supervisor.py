@@ -64,13 +64,16 @@ def restart_delay(quick_exits: int) -> float:
     before STABLE_S (0: it had been running fine)."""
     if quick_exits == 0:
         return 0.0
-    return min(RESTART_FIRST_S * 2 ** (quick_exits - 1), RESTART_MAX_S)
+    return min(RESTART_FIRST_S * 2 ** min(quick_exits - 1, 16), RESTART_MAX_S)
 
 
 def describe_exit(code: int) -> str:
-    if code < 0:
+    if code >= 0:
+        return f"exited with code {code}"
+    try:
         return f"was killed by {signal.Signals(-code).name}"
-    return f"exited with code {code}"
+    except ValueError:  # a real-time signal has no name
+        return f"was killed by signal {-code}"
 
 
 class Supervisor:
