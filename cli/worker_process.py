@@ -7,7 +7,9 @@ Dying with the supervisor, even a SIGKILLed one: on Linux the kernel sends this
 process SIGTERM when its parent dies (prctl PR_SET_PDEATHSIG, through ctypes), so
 running jobs still get their grace; elsewhere a daemon thread polls the parent pid
 every PARENT_POLL_S and sends the same SIGTERM. The parent is checked once after
-arming, as it may have died before.
+arming, as it may have died before. The kernel may send the signal more than once (seen
+here: once per supervisor thread the child passes through on the way to init); a
+second SIGTERM to a stopping worker changes nothing.
 """
 
 from __future__ import annotations
