@@ -55,8 +55,6 @@ class ServiceFields(BaseModel):
     # The company homepage research reads; {domain} is the job's domain.
     homepage_url: str = "https://{domain}/"
     homepage_max_bytes: Annotated[int, Field(ge=1024)] = 1_000_000
-    # Off in production: a job's domain must not make the worker fetch internal addresses.
-    homepage_allow_private: bool = False
 
     # People data: GET {PEOPLE_API_URL}?email=...&linkedin=... with a bearer key.
     people_api_url: str | None = None
@@ -64,6 +62,9 @@ class ServiceFields(BaseModel):
     provider_max_bytes: Annotated[int, Field(ge=1024)] = 1_000_000  # LLM and people-data answers
 
     http_timeout: PositiveSeconds = 10.0  # homepage, feeds, people data: whole request
+    # Off in production: a job's domain or a redirect must not make the worker fetch
+    # internal addresses (homepage and feeds; processors.outbound).
+    fetch_allow_private: bool = False
     mx_lookup_timeout: PositiveSeconds = 3.0
 
     # SMTP for e-mailed reports; no SMTP_HOST means reports are stored but not sent.
