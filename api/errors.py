@@ -6,6 +6,8 @@
     ├── Forbidden     403 the token's role does not allow this
     ├── NotFound      404 unknown job type, queue, job or path
     ├── Conflict      409 the job's state does not allow the action
+    ├── UnsupportedMediaType  415 a changing request whose body is not JSON
+    ├── Misdirected   421 a Host this server does not answer for
     ├── Invalid       422 with every failing field (location, path, message)
     └── Unavailable   503 a limit is reached (open event streams); retry later
 
@@ -75,6 +77,14 @@ class Conflict(ApiError):
     status, code = 409, "conflict"
 
 
+class UnsupportedMediaType(ApiError):
+    status, code = 415, "unsupported_media_type"
+
+
+class Misdirected(ApiError):
+    status, code = 421, "misdirected_request"
+
+
 class Invalid(ApiError):
     status, code = 422, "invalid"
 
@@ -84,7 +94,8 @@ class Unavailable(ApiError):
 
 
 _HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-               405: "method_not_allowed", 409: "conflict", 413: "payload_too_large", 422: "invalid",
+               405: "method_not_allowed", 409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type",
+               421: "misdirected_request", 422: "invalid", 429: "too_many_requests",
                503: "unavailable"}
 
 

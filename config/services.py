@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, Field, SecretStr, ValidationInfo, field_validator
+from pydantic import BaseModel, BeforeValidator, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import NoDecode
 
 from config.durations import PositiveSeconds
@@ -33,7 +33,13 @@ DEFAULT_SIGNAL_WEIGHTS: dict[str, float] = {
 DEFAULT_SIGNAL_WEIGHT = 1.0  # a type added to SIGNAL_TYPES without a weight of its own
 FEED_PLACEHOLDERS = frozenset({"company", "domain"})
 
-CommaList = Annotated[tuple[str, ...], NoDecode]
+def _split_commas(value: Any) -> Any:
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value
+
+
+CommaList = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_split_commas)]
 """A comma-separated list in the environment ("a, b"), a list in TOML and code."""
 
 
@@ -111,13 +117,6 @@ class ServiceFields(BaseModel):
         if info.data.get("llm_base_url") and model is None:
             raise ValueError("required when LLM_BASE_URL is set")
         return model.strip() if model else None
-
-    @field_validator("news_feed_urls", "signal_types", mode="before")
-    @classmethod
-    def _split_commas(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return tuple(part.strip() for part in value.split(",") if part.strip())
-        return value
 
     @field_validator("news_feed_urls")
     @classmethod
