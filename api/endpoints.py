@@ -105,12 +105,13 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("GET", "/api/audit", ops.audit_trail, "The audit trail, newest first", "operations", Role.VIEWER,
              {200: AuditPage}, (422, *GUARDED), query=PageQuery),
     Endpoint("GET", "/api/events", events.live_events, "Live events of every queue (server-sent events)",
-             "operations", Role.VIEWER, {200: str}, GUARDED, media_type="text/event-stream",
+             "operations", Role.VIEWER, {200: str}, (429, *GUARDED), media_type="text/event-stream",
              notes="Never ends: from the present on, each queue's events as `id: <entry id>` `event: job` "
                    "`data: {\"queue\", \"event\", \"job\", ...the entry's other fields}`; `event: figures` "
                    "with the GET /api/jobs overview at connect and after events (at most every 2 s); "
                    "`: keep-alive` after 15 s of quiet. Entry ids are per queue stream: a reconnect starts "
-                   "at the present. 503 when 64 streams are open."),
+                   "at the present. 429 when the token has API_EVENTS_PER_TOKEN (8) streams open, 503 when 64 "
+                   "are open in all."),
     Endpoint("GET", "/healthz", ops.healthz, "The process is up", "operations", None, {200: Health}),
     Endpoint("GET", "/readyz", ops.readyz, "Redis is reachable and holds the scripts", "operations", None,
              {200: Readiness, 503: Readiness}),

@@ -9,6 +9,7 @@
     ├── UnsupportedMediaType  415 a changing request whose body is not JSON
     ├── Misdirected   421 a Host this server does not answer for
     ├── Invalid       422 with every failing field (location, path, message)
+    ├── TooMany       429 the caller's own share of a limit is used up (its event streams)
     └── Unavailable   503 a limit is reached (open event streams); retry later
 
 The middleware also maps the engine's errors (UnknownQueue and JobNotFound to 404,
@@ -89,6 +90,10 @@ class Invalid(ApiError):
     status, code = 422, "invalid"
 
 
+class TooMany(ApiError):
+    status, code = 429, "too_many_requests"
+
+
 class Unavailable(ApiError):
     status, code = 503, "unavailable"
 
@@ -122,7 +127,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         response = _answer(exc.status, exc.code, exc.message, request_id, exc.details)
         if isinstance(exc, Unauthorized):
             response.headers["WWW-Authenticate"] = 'Bearer realm="tgjobs"'
-        elif isinstance(exc, Unavailable):
+        elif isinstance(exc, (Unavailable, TooMany)):
             response.headers["Retry-After"] = str(RETRY_AFTER_S)
     except (UnknownQueue, JobNotFound) as exc:
         response = _answer(404, "not_found", str(exc), request_id)

@@ -65,6 +65,7 @@ class ApiFields(BaseModel):
     api_audit_max_len: Annotated[int, Field(ge=1)] = 10_000  # cap of the audit stream
     api_redis_connections: Annotated[int, Field(ge=1)] = 32  # the API's own pool
     api_max_signals: Annotated[int, Field(ge=1)] = 1000  # items of one POST /api/signals (array or NDJSON)
+    api_events_per_token: Annotated[int, Field(ge=1, le=64)] = 8  # open GET /api/events per token (64 in all)
     # Host names (no port) answered besides loopback ones; "*" answers any (DNS rebinding: see api.guard).
     api_allowed_hosts: CommaList = ()
     # Origins (scheme://host[:port]) of other sites whose pages may call the API (CORS).
