@@ -158,6 +158,17 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     return response
 
 
+def unavailable_reason(exc: BaseException) -> str:
+    """One word for why Redis cannot serve: what /readyz tells a caller without a token."""
+    if isinstance(exc, OutOfMemoryError):
+        return "redis_out_of_memory"
+    if isinstance(exc, ReadOnlyError):
+        return "redis_read_only"
+    if isinstance(exc, BusyLoadingError):
+        return "redis_loading"
+    return "redis_unreachable"
+
+
 def _unavailable_message(exc: BaseException) -> str:
     if isinstance(exc, OutOfMemoryError):
         return "Redis is out of memory and refuses writes; retry once it has room"
