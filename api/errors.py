@@ -13,7 +13,7 @@
     └── Unavailable   503 a limit is reached (open event streams); retry later
 
 The middleware also maps the engine's errors (UnknownQueue and JobNotFound to 404,
-JobStateConflict to 409, InvalidJob to 422), aiohttp's own (404, 405, 413), a Redis
+JobStateConflict to 409, EntryTooLarge to 413, InvalidJob to 422), aiohttp's own (404, 405, 413), a Redis
 that is unreachable or refuses writes to 503, and anything else to a 500 that carries
 the request id and no traceback (the traceback goes to the log under that id).
 """
@@ -34,7 +34,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from api.schemas import ErrorBody, ErrorDetail
 from api.state import REQUEST_ID
-from streams.errors import InvalidJob, JobNotFound, JobStateConflict, UnknownQueue
+from streams.errors import EntryTooLarge, InvalidJob, JobNotFound, JobStateConflict, UnknownQueue
 from streams.outage import is_transient
 
 log = logging.getLogger(__name__)
@@ -133,6 +133,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         response = _answer(404, "not_found", str(exc), request_id)
     except JobStateConflict as exc:
         response = _answer(409, "conflict", str(exc), request_id)
+    except EntryTooLarge as exc:
+        response = _answer(413, "payload_too_large", str(exc), request_id)
     except InvalidJob as exc:
         response = _answer(422, "invalid", str(exc), request_id)
     except web.HTTPException as exc:

@@ -6,7 +6,8 @@ configured signal types, as POST /api/jobs checks a signal) before anything is w
 the valid ones go to Redis in one pipeline (the fast path's wire format, through the
 streams SDK). An invalid item makes the whole request a 422 listing every failing item
 by index, and nothing is written; with ?partial=true the valid items are written and
-the invalid ones listed under `rejected`.
+the invalid ones listed under `rejected`. A signal over MAX_ENTRY_BYTES makes the whole
+request a 413 naming it and the limit (the worker would dead-letter it).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from api.record_schemas import SignalRejected, SignalsAccepted, SignalsQuery
 from api.schemas import ErrorDetail
 from api.state import REDIS, SETTINGS, SIGNAL_INTAKE
 from processors.intake import InvalidSignal, SignalIntake
+from streams.errors import EntryTooLarge
 from streams.signals_sdk import append_signals
 
 NDJSON = "application/x-ndjson"
@@ -45,7 +47,10 @@ async def ingest_signals(request: web.Request) -> web.Response:
     rejected: list[SignalRejected] = []
     for index, item in enumerate(items):
         prefix: list[str | int] = [index] if batch else []
-        details = _check(intake, item, prefix, entries)
+        try:
+            details = _check(intake, item, prefix, entries)
+        except EntryTooLarge as exc:  # the whole request is refused, ?partial or not
+            raise EntryTooLarge(exc.size, exc.limit, f"signal {index}: " if batch else "") from None
         if details:
             rejected.append(SignalRejected(index=index, details=details))
     if rejected and not partial:
