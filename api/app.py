@@ -27,6 +27,7 @@ from api.tokens import TokenStore
 from config import Settings
 from processors.intake import SignalIntake
 from streams import Producer, QueueAdmin, connect
+from streams.server_version import RedisTooOld, check_redis_version
 
 log = logging.getLogger(__name__)
 # The longest query the document allows (jobIds), every character percent-encoded UTF-8
@@ -64,7 +65,11 @@ async def redis_context(app: web.Application) -> AsyncIterator[None]:
     app[ADMIN] = QueueAdmin(redis, settings)
     app[AUDIT] = AuditTrail(redis, settings.key_prefix, settings.api_audit_max_len)
     try:
+        await check_redis_version(redis)
         await app[ADMIN].load_scripts()  # a script Redis rejects fails the start, not the first request
+    except RedisTooOld:
+        await redis.aclose()
+        raise
     except Exception as exc:
         if not redis_unavailable(exc):
             await redis.aclose()

@@ -16,6 +16,9 @@ from cli.embedded_redis import EmbeddedRedis, EmbeddedRedisError
 from cli.metrics import add_metrics_port, serve_worker_metrics
 from config import Settings
 from streams import connect, run_workers
+from streams.server_version import RedisTooOld, check_redis_version
+
+log = logging.getLogger("tgjobs")
 
 
 def add_commands(command: CommandAdder) -> None:
@@ -41,8 +44,22 @@ def add_commands(command: CommandAdder) -> None:
 def cmd_workers(args: argparse.Namespace, settings: Settings) -> int:
     queues = consumed_queues(args.queues, settings, args.concurrency)
     serve_worker_metrics(args, settings)
-    asyncio.run(consume(settings, queues, concurrency=args.concurrency, burst=args.burst))
+    warn_at_start(settings)
+    run_checked(consume(settings, queues, concurrency=args.concurrency, burst=args.burst))
     return 0
+
+
+def warn_at_start(settings: Settings) -> None:
+    for warning in settings.start_warnings():
+        log.warning("%s", warning)
+
+
+def run_checked(main: Coroutine[Any, Any, None]) -> None:
+    """Runs a process's main coroutine; a Redis too old to run on is a configuration error."""
+    try:
+        asyncio.run(main)
+    except RedisTooOld as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
 
 
 def consumed_queues(chosen: str | None, settings: Settings, concurrency: int | None = None) -> list[str]:
@@ -72,6 +89,7 @@ async def consume(settings: Settings, queues: list[str], *, concurrency: int | N
 
     redis = connect(settings)
     try:
+        await check_redis_version(redis)
         handlers = build_handlers(settings, redis, queues)
         stopping = asyncio.Event()
         companions = [] if burst else [companion(settings, redis, stopping) for queue in handlers
@@ -107,10 +125,9 @@ def redis_for(settings: Settings) -> Iterator[Settings]:
         yield settings
         return
     server = start_embedded(settings)
-    logging.getLogger("tgjobs").info("embedded Redis on %s (append-only file in %s)", server.url,
-                                     server.data_dir)
+    log.info("embedded Redis on %s (append-only file in %s)", server.url, server.data_dir)
     try:
-        yield settings.model_copy(update={"redis_url": server.url})
+        yield settings.model_copy(update={"redis_url": server.url, "redis_username": None, "redis_password": None})
     finally:
         server.stop()
 
@@ -118,6 +135,7 @@ def redis_for(settings: Settings) -> Iterator[Settings]:
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     check_port(args.port)
     queues = consumed_queues(args.queues, settings)  # bad --queues fail before Redis starts
+    warn_at_start(settings)
     with redis_for(settings) as running:
         run_api(_up(running, queues, args.host, args.port))
     return 0
@@ -139,6 +157,7 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
     from api import serve
 
     check_port(args.port)
+    warn_at_start(settings)
     run_api(serve(settings, args.host, args.port))
     return 0
 
@@ -148,7 +167,7 @@ def run_api(main: Coroutine[Any, Any, None]) -> None:
     from api.tokens import TokenFileError
 
     try:
-        asyncio.run(main)
+        run_checked(main)
     except TokenFileError as exc:
         raise CliError(str(exc), EXIT_USAGE) from None
     except ServeError as exc:
