@@ -25,14 +25,24 @@ Role = Literal["viewer", "producer", "admin"]
 TokenName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.@-]{1,64}$")]
 
 
-class ApiToken(BaseModel):
-    """One bearer token: `name` is who the audit trail records, `role` what it may do."""
+ScopePatterns = Annotated[tuple[Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
+                                                                  max_length=200)], ...],
+                          Field(min_length=1, max_length=100)]
 
-    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+
+class ApiToken(BaseModel):
+    """One bearer token: `name` is who the audit trail records, `role` what it may do;
+    optionally its scope (api.scope): `companies`, glob patterns of the companyIds it may
+    act on and read, and `emailDomains`, glob patterns of the domains it may have
+    reports e-mailed to. Without them a token is not limited."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True, populate_by_name=True)
 
     name: TokenName
     role: Role
     token: SecretStr
+    companies: ScopePatterns | None = None
+    email_domains: ScopePatterns | None = Field(None, alias="emailDomains")
 
     @field_validator("token")
     @classmethod

@@ -7,7 +7,8 @@ the valid ones go to Redis in one pipeline (the fast path's wire format, through
 streams SDK). An invalid item makes the whole request a 422 listing every failing item
 by index, and nothing is written; with ?partial=true the valid items are written and
 the invalid ones listed under `rejected`. A signal over MAX_ENTRY_BYTES makes the whole
-request a 413 naming it and the limit (the worker would dead-letter it).
+request a 413 naming it and the limit (the worker would dead-letter it). A signal of a
+company outside the token's scope makes it a 403 (api.scope).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from api.errors import ApiError, BadRequest, Invalid
 from api.messages import body_details, query, read_json, respond
 from api.record_schemas import SignalRejected, SignalsAccepted, SignalsQuery
 from api.schemas import ErrorDetail
+from api.scope import require_scope
 from api.state import REDIS, SETTINGS, SIGNAL_INTAKE
 from processors.intake import InvalidSignal, SignalIntake
 from streams.errors import EntryTooLarge
@@ -42,6 +44,9 @@ async def ingest_signals(request: web.Request) -> web.Response:
                       [ErrorDetail(location="body", path=[], message="at least one signal is required")])
     if len(items) > limit:
         raise TooManySignals(f"{len(items)} signals in one request; at most {limit} (API_MAX_SIGNALS)")
+    for index, item in enumerate(items):
+        if isinstance(item, dict) and isinstance(item.get("companyId"), str):
+            await require_scope(request, company=item["companyId"].strip(), where=f"signal {index}: " if batch else "")
     intake = request.app[SIGNAL_INTAKE]
     entries: list[tuple[str, str]] = []
     rejected: list[SignalRejected] = []
