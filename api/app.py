@@ -1,5 +1,5 @@
 """The application factory: routes from the table and the dashboard's static files, the
-error and auth middlewares, the body size limit, and the Redis pools opened and closed in
+error, cross-site guard (api.guard) and auth middlewares, the body size limit, and the Redis pools opened and closed in
 cleanup contexts (the API's, and the one GET /api/events reads with, whose streams end
 at shutdown).
 
@@ -17,6 +17,7 @@ from api.audit import AuditTrail
 from api.auth import auth_middleware
 from api.endpoints import ENDPOINTS
 from api.errors import error_middleware, redis_unavailable
+from api.guard import add_cors_headers, guard_middleware
 from api.openapi import build_openapi
 from api.routes.dashboard import STATIC_DIR, STATIC_PREFIX
 from api.routes.events import events_context, stop_event_streams
@@ -26,6 +27,7 @@ from api.tokens import TokenStore
 from config import Settings
 from processors.intake import SignalIntake
 from streams import Producer, QueueAdmin, connect
+from streams.server_version import RedisTooOld, check_redis_version
 
 log = logging.getLogger(__name__)
 # The longest query the document allows (jobIds), every character percent-encoded UTF-8
@@ -36,7 +38,8 @@ MAX_REQUEST_LINE = 12 * JOB_IDS_MAX_CHARS + 8190
 
 def create_app(settings: Settings) -> web.Application:
     """Raises api.tokens.TokenFileError when API_TOKENS_FILE cannot be read."""
-    app = web.Application(middlewares=[error_middleware, auth_middleware], client_max_size=settings.api_max_body,
+    app = web.Application(middlewares=[error_middleware, guard_middleware, auth_middleware],
+                          client_max_size=settings.api_max_body,
                           handler_args={"max_line_size": MAX_REQUEST_LINE})
     app[SETTINGS] = settings
     app[TOKENS] = TokenStore(settings.api_tokens, settings.api_tokens_file)
@@ -49,6 +52,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(redis_context)
     app.cleanup_ctx.append(events_context)
     app.on_shutdown.append(stop_event_streams)
+    app.on_response_prepare.append(add_cors_headers)
     return app
 
 
@@ -61,7 +65,11 @@ async def redis_context(app: web.Application) -> AsyncIterator[None]:
     app[ADMIN] = QueueAdmin(redis, settings)
     app[AUDIT] = AuditTrail(redis, settings.key_prefix, settings.api_audit_max_len)
     try:
+        await check_redis_version(redis)
         await app[ADMIN].load_scripts()  # a script Redis rejects fails the start, not the first request
+    except RedisTooOld:
+        await redis.aclose()
+        raise
     except Exception as exc:
         if not redis_unavailable(exc):
             await redis.aclose()

@@ -19,6 +19,9 @@ from cli.metrics import add_metrics_port, metrics_port, serve_metrics
 from cli.supervisor import Supervisor, WorkerSpec
 from config import Settings
 from streams import connect, run_workers
+from streams.server_version import RedisTooOld, check_redis_version
+
+log = logging.getLogger("tgjobs")
 
 
 def add_commands(command: CommandAdder) -> None:
@@ -70,13 +73,27 @@ def cmd_workers(args: argparse.Namespace, settings: Settings) -> int:
     queues = consumed_queues(args.queues, settings, args.concurrency)
     processes = process_count(args.processes)
     port = metrics_port(args, settings, processes)
+    warn_at_start(settings)
     if processes == 1:
         serve_metrics(port)
-        asyncio.run(consume(settings, queues, concurrency=args.concurrency, burst=args.burst))
+        run_checked(consume(settings, queues, concurrency=args.concurrency, burst=args.burst))
     else:
         spec = WorkerSpec(settings, tuple(queues), args.concurrency, args.burst, port)
         asyncio.run(Supervisor(spec, processes).run())
     return 0
+
+
+def warn_at_start(settings: Settings) -> None:
+    for warning in settings.start_warnings():
+        log.warning("%s", warning)
+
+
+def run_checked(main: Coroutine[Any, Any, None]) -> None:
+    """Runs a process's main coroutine; a Redis too old to run on is a configuration error."""
+    try:
+        asyncio.run(main)
+    except RedisTooOld as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
 
 
 def consumed_queues(chosen: str | None, settings: Settings, concurrency: int | None = None) -> list[str]:
@@ -106,6 +123,7 @@ async def consume(settings: Settings, queues: list[str], *, concurrency: int | N
 
     redis = connect(settings)
     try:
+        await check_redis_version(redis)
         handlers = build_handlers(settings, redis, queues)
         stopping = asyncio.Event()
         companions = [] if burst else [companion(settings, redis, stopping) for queue in handlers
@@ -141,10 +159,9 @@ def redis_for(settings: Settings) -> Iterator[Settings]:
         yield settings
         return
     server = start_embedded(settings)
-    logging.getLogger("tgjobs").info("embedded Redis on %s (append-only file in %s)", server.url,
-                                     server.data_dir)
+    log.info("embedded Redis on %s (append-only file in %s)", server.url, server.data_dir)
     try:
-        yield settings.model_copy(update={"redis_url": server.url})
+        yield settings.model_copy(update={"redis_url": server.url, "redis_username": None, "redis_password": None})
     finally:
         server.stop()
 
@@ -153,6 +170,7 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     check_port(args.port)
     queues = consumed_queues(args.queues, settings)  # bad arguments fail before Redis starts
     processes = process_count(args.processes)
+    warn_at_start(settings)
     with redis_for(settings) as running:
         run_api(_up(running, queues, args.host, args.port, processes))
     return 0
@@ -178,6 +196,7 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
     from api import serve
 
     check_port(args.port)
+    warn_at_start(settings)
     run_api(serve(settings, args.host, args.port))
     return 0
 
@@ -187,7 +206,7 @@ def run_api(main: Coroutine[Any, Any, None]) -> None:
     from api.tokens import TokenFileError
 
     try:
-        asyncio.run(main)
+        run_checked(main)
     except TokenFileError as exc:
         raise CliError(str(exc), EXIT_USAGE) from None
     except ServeError as exc:

@@ -28,7 +28,7 @@ from redis.asyncio import Redis
 
 from config import Settings
 from streams.connection import connect_sync
-from streams.errors import InvalidJob, UnknownQueue
+from streams.errors import EntryTooLarge, InvalidJob, UnknownQueue
 from streams.keeping import keeps_records
 from streams.producer import DATA_FIELD, EntryRouter, JobSpec, append_entries, encode_data
 
@@ -73,11 +73,11 @@ class SignalEncoder:
             raise InvalidJob(f"{where}a signal is a JSON object, not {type(value).__name__}")
         spec = JobSpec(value)
         try:
-            stream, data = self.router.stream(spec), encode_data(spec)
+            stream, data = self.router.stream(spec), encode_data(spec, self.max_bytes)
+        except EntryTooLarge as exc:
+            raise EntryTooLarge(exc.size, exc.limit, where) from None
         except InvalidJob as exc:
             raise InvalidJob(f"{where}{exc}") from None
-        if len(data) > self.max_bytes:
-            raise InvalidJob(f"{where}{len(data)} bytes of JSON, over the limit of {self.max_bytes}")
         return stream, data
 
     def encode_all(self, signals: Iterable[Any]) -> list[tuple[str, str]]:

@@ -9,7 +9,8 @@ The answer starts at the present: each events stream's newest id is read once, t
 one blocking XREAD on every stream at once (one per slot on a Redis Cluster) passes the
 last ids seen (never "$", which would drop what is added between two reads). The reads
 use their own pool (cap MAX_EVENT_STREAMS, one connection each; on a cluster, one per
-slot and stream); past it the answer is a 503. A stream ends
+slot and stream); past it the answer is a 503. One token holds at most
+API_EVENTS_PER_TOKEN of them (a 429 past it), so one viewer cannot take every slot. A stream ends
 when the client goes away or the app shuts down.
 """
 
@@ -25,10 +26,10 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from api.errors import REQUEST_ID_HEADER, Unavailable, redis_unavailable
+from api.errors import REQUEST_ID_HEADER, TooMany, Unavailable, redis_unavailable
 from api.routes.common import now_ms
 from api.schemas import JobsOverview
-from api.state import ADMIN, EVENTS, REQUEST_ID, SETTINGS, EventStreams
+from api.state import ADMIN, EVENTS, PRINCIPAL, REQUEST_ID, SETTINGS, EventStreams
 from streams import connect
 from streams.connection import by_slot, is_cluster
 
@@ -60,13 +61,22 @@ async def stop_event_streams(app: web.Application) -> None:
 
 async def live_events(request: web.Request) -> web.StreamResponse:
     streams = request.app[EVENTS]
+    caller = request[PRINCIPAL].name
+    per_caller = request.app[SETTINGS].api_events_per_token
     if streams.open >= MAX_EVENT_STREAMS:
         raise Unavailable(f"{MAX_EVENT_STREAMS} event streams are open already; retry later")
+    if streams.by_caller[caller] >= per_caller:
+        raise TooMany(f"{caller} has {per_caller} event streams open already (API_EVENTS_PER_TOKEN); "
+                      "close one or retry later")
     streams.open += 1
+    streams.by_caller[caller] += 1
     try:
         return await _serve(request, streams)
     finally:
         streams.open -= 1
+        streams.by_caller[caller] -= 1
+        if not streams.by_caller[caller]:
+            del streams.by_caller[caller]
 
 
 async def _serve(request: web.Request, streams: EventStreams) -> web.StreamResponse:
