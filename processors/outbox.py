@@ -67,8 +67,8 @@ def company_row(company_id: str, fields: dict[str, str], at_ms: int) -> Row:
     return row
 
 
-def contact_row(record: dict[str, Any], at_ms: int) -> Row:
-    return {"id": record["contactId"], "company_id": record["companyId"], "email": record.get("email"),
+def contact_row(contact_id: str, company_id: str, record: dict[str, Any], at_ms: int) -> Row:
+    return {"id": contact_id, "company_id": company_id, "email": record.get("email"),
             "email_status": record.get("emailStatus"), "linkedin_url": record.get("linkedinUrl"),
             "title": record.get("title"), "data": record, "updated_at": iso_instant(at_ms)}
 

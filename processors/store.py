@@ -150,7 +150,7 @@ class Store:
                     pipe.multi()
                     pipe.set(key, orjson.dumps(record))
                     pipe.sadd(keys.contacts, contact_id)
-                    self.outbox.append(pipe, keys, {"contacts": [contact_row(record, now_ms())]})
+                    self.outbox.append(pipe, keys, {"contacts": [contact_row(contact_id, company_id, record, now_ms())]})
                     await pipe.execute()
                     break
                 except WatchError:
