@@ -12,6 +12,7 @@ from collections.abc import Coroutine, Iterator
 from typing import Any
 
 from cli.common import EXIT_USAGE, CliError, CommandAdder, check_queues
+from cli.database import require_current_schema
 from cli.embedded_redis import EmbeddedRedis, EmbeddedRedisError
 from cli.metrics import add_metrics_port, serve_worker_metrics
 from config import Settings
@@ -40,6 +41,7 @@ def add_commands(command: CommandAdder) -> None:
 
 def cmd_workers(args: argparse.Namespace, settings: Settings) -> int:
     queues = consumed_queues(args.queues, settings, args.concurrency)
+    require_current_schema(settings)
     serve_worker_metrics(args, settings)
     asyncio.run(consume(settings, queues, concurrency=args.concurrency, burst=args.burst))
     return 0
@@ -66,7 +68,8 @@ def consumed_queues(chosen: str | None, settings: Settings, concurrency: int | N
 async def consume(settings: Settings, queues: list[str], *, concurrency: int | None = None,
                   burst: bool = False) -> None:
     """Runs the processors of `queues` until a signal (or, with `burst`, until drained),
-    and beside them their kinds' companion tasks (the reports kind's schedule loop)."""
+    and beside them their kinds' companion tasks (the reports kind's schedule loop) and,
+    with a DATABASE_URL, the PostgreSQL sink."""
     from processors import build_handlers
     from processors.kinds import KINDS
 
@@ -76,6 +79,10 @@ async def consume(settings: Settings, queues: list[str], *, concurrency: int | N
         stopping = asyncio.Event()
         companions = [] if burst else [companion(settings, redis, stopping) for queue in handlers
                                        for companion in KINDS.by_queue[queue].companions]
+        if settings.sink_enabled and not burst:
+            from sink import Sink
+
+            companions.append(Sink(settings, redis).run(stopping))
 
         async def workers() -> None:
             try:
@@ -118,6 +125,7 @@ def redis_for(settings: Settings) -> Iterator[Settings]:
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     check_port(args.port)
     queues = consumed_queues(args.queues, settings)  # bad --queues fail before Redis starts
+    require_current_schema(settings)
     with redis_for(settings) as running:
         run_api(_up(running, queues, args.host, args.port))
     return 0

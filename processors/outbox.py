@@ -28,9 +28,9 @@ class Outbox:
     """Appends rows for one Redis client. Every append is bracketed: `register` before
     (the company joins the set a sweep walks), `notify` after (the sink drains it soon)."""
 
-    def __init__(self, redis: Redis, settings: Settings) -> None:
+    def __init__(self, redis: Redis, settings: Settings, *, enabled: bool | None = None) -> None:
         self.redis = redis
-        self.enabled = settings.sink_enabled
+        self.enabled = settings.sink_enabled if enabled is None else enabled
         self.keys = SinkKeys(settings.key_prefix)
         self._registered: set[str] = set()  # companies this process already added
 
@@ -79,11 +79,13 @@ def research_row(record: dict[str, Any], generated_ms: int) -> Row:
 
 
 def report_row(record: dict[str, Any], html: str | None, updated_ms: int) -> Row:
-    """`html` None keeps the stored HTML (an update of the e-mail status)."""
-    return {"id": record["reportId"], "company_id": record["companyId"], "report_type": record.get("reportType"),
-            "period_start": record.get("periodStart"), "period_end": record.get("periodEnd"), "data": record,
-            "html": html, "created_at": record.get("generatedAt") or iso_instant(updated_ms),
-            "updated_at": iso_instant(updated_ms)}
+    """`html` None (an update of the e-mail status) leaves the column out: the stored HTML stays."""
+    row = {"id": record["reportId"], "company_id": record["companyId"], "report_type": record.get("reportType"),
+           "period_start": record.get("periodStart"), "period_end": record.get("periodEnd"), "data": record,
+           "created_at": record.get("generatedAt") or iso_instant(updated_ms), "updated_at": iso_instant(updated_ms)}
+    if html is not None:
+        row["html"] = html
+    return row
 
 
 def signal_row(signal_id: str, company_id: str, signal_type: str, contact_id: str | None, at_ms: int,
