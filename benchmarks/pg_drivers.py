@@ -4,6 +4,8 @@ table, by four ways of sending a batch. The sink's driver was chosen by these fi
     DATABASE_URL=postgresql://... N=50000 python benchmarks/pg_drivers.py
 
 DATABASE_URL unset: a private PostgreSQL is started for the run (tests/pg_server.py).
+psycopg is not a dependency of tgjobs: `pip install "psycopg[binary]"` to measure it too
+(without it, its rows are left out and a line says so).
 Each way upserts N new rows in batches of BATCH, then the same N again (every row a
 conflict, so an update), into a fresh table; rows/s of each pass. The rows arrive as
 the outbox holds them, JSON texts, so each way's decoding cost is in its figure.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import os
 import sys
 import time
@@ -176,8 +179,13 @@ def database_url() -> Iterator[str]:
 
 def main() -> None:
     n = int(os.environ.get("N", 50_000))
+    drivers = ["asyncpg"]
+    if importlib.util.find_spec("psycopg") is None:
+        print("psycopg is not installed: only asyncpg is measured (pip install 'psycopg[binary]')")
+    else:
+        drivers.append("psycopg")
     with database_url() as url:
-        results = [row for driver in ("asyncpg", "psycopg") for row in asyncio.run(measure(url, driver, n))]
+        results = [row for driver in drivers for row in asyncio.run(measure(url, driver, n))]
     width = max(len(r["name"]) for r in results)
     print(f"\nbatch upserts of {n:,} signal rows, {BATCH} per batch (rows/s)")
     print(f"{'name'.ljust(width)}  {'insert':>10}  {'update':>10}")

@@ -22,7 +22,7 @@ class DatabaseFields(BaseModel):
     database_url: SecretStr | None = None
     database_schema: str = "public"  # the tables and schema_migrations live in this schema
     sink_batch_size: Annotated[int, Field(ge=1, le=100_000)] = 2000  # outbox entries read per round
-    sink_copy_rows: Annotated[int, Field(ge=1)] = 2000  # a table's batch this large goes in by COPY
+    sink_copy_rows: Annotated[int, Field(ge=1)] = 5000  # a table's rows in one batch from this many on go in by COPY
     sink_poll_interval: PositiveSeconds = 0.2  # an idle sink looks for new outbox entries this often
     sink_retry_interval: PositiveSeconds = 2.0  # wait after PostgreSQL failed before trying again
     sink_sweep_interval: PositiveSeconds = 60.0  # every outbox is checked this often (lost notifications)
