@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import importlib.util
 import os
+import re
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -101,22 +102,21 @@ async def asyncpg_ways(url: str) -> dict[str, Callable[[list[bytes]], Awaitable[
 
 # -- psycopg 3 ----------------------------------------------------------------------------
 
+def percent_style(sql: str) -> str:
+    """$1, $2, ... (asyncpg's placeholders) as psycopg's %s."""
+    return re.sub(r"\$\d+", "%s", sql)
+
+
 async def psycopg_ways(url: str) -> dict[str, Callable[[list[bytes]], Awaitable[None]]]:
     import psycopg
 
     conn = await psycopg.AsyncConnection.connect(url, autocommit=True)
     await conn.execute(TEMP_SQL)
     await conn.execute(DOCS_SQL)
-    pct = [s.replace("$1", "%s") for s in (JSON_SQL,)]
-    unnest_sql = UNNEST_SQL
-    for i in range(len(COLUMNS), 0, -1):
-        unnest_sql = unnest_sql.replace(f"${i}", "%s")
-    row_sql = ROW_SQL
-    for i in range(len(COLUMNS), 0, -1):
-        row_sql = row_sql.replace(f"${i}", "%s")
+    json_sql, unnest_sql, row_sql = (percent_style(sql) for sql in (JSON_SQL, UNNEST_SQL, ROW_SQL))
 
     async def json(batch: list[bytes]) -> None:
-        await conn.execute(pct[0], (as_json_array(batch),), prepare=True)
+        await conn.execute(json_sql, (as_json_array(batch),), prepare=True)
 
     async def copy_json(batch: list[bytes]) -> None:
         async with conn.transaction(), conn.cursor() as cur:

@@ -132,11 +132,16 @@ def _dlq(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     if args.dlq_action == "replay":
         replayed = run_with_redis(settings, lambda redis: admin(redis).replay(ids))
-        print_json({"action": "replay", "replayed": replayed}) if args.json else print(
-            f"replayed {len(replayed)} sink dead letter(s) into their outboxes")
+        if args.json:
+            print_json({"action": "replay", "replayed": replayed})
+        else:
+            print(f"replayed {len(replayed)} sink dead letter(s) into their outboxes")
         return 0
     purged = run_with_redis(settings, lambda redis: admin(redis).purge(ids))
-    print_json({"action": "purge", "purged": purged}) if args.json else print(f"purged {purged} sink dead letter(s)")
+    if args.json:
+        print_json({"action": "purge", "purged": purged})
+    else:
+        print(f"purged {purged} sink dead letter(s)")
     return 0
 
 

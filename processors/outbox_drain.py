@@ -62,11 +62,6 @@ class OutboxBatch:
     drained: dict[str, float] = field(default_factory=dict)  # company -> waiting counter read before draining
     recovered: list[str] = field(default_factory=list)  # companies whose taken-over entries are all read
 
-    @property
-    def empty(self) -> bool:
-        """Nothing was read and nothing changed: the outbox is drained."""
-        return not (self.entries or self.drained or self.recovered)
-
     def rows(self) -> dict[str, list[tuple[OutboxEntry, Row]]]:
         """Every row by table, in outbox order, each with the entry it came in."""
         tables: dict[str, list[tuple[OutboxEntry, Row]]] = {}
@@ -173,9 +168,23 @@ class OutboxDrain:
                 if count:
                     pipe.hincrby(self.keys.totals, table, count)
             await pipe.execute()
-        if batch.drained:
-            await self._settle(keys=[self.keys.waiting],
-                               args=[v for company, score in batch.drained.items() for v in (company, score)])
+        await self.forget(batch.drained)
+
+    async def forget(self, drained: dict[str, float]) -> int:
+        """Drained companies leave the waiting set, but one whose outbox still holds
+        entries (unacked by a sink that stopped) stays: its lag still counts, and the
+        sweep hands those entries over. Returns how many left."""
+        if not drained:
+            return 0
+        companies = list(drained)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for company in companies:
+                pipe.xlen(self.outbox(company))
+            lengths = await pipe.execute()
+        empty = [c for c, length in zip(companies, lengths) if not length]
+        if not empty:
+            return 0
+        return int(await self._settle(keys=[self.keys.waiting], args=[v for c in empty for v in (c, drained[c])]))
 
     # -- sweeping ----------------------------------------------------------------------------
 

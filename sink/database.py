@@ -5,11 +5,15 @@ the schema's status, and check that the schema is current before a sink starts.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import asyncpg
 
 from config import Settings
 from sink.migrations import Migration, SchemaStatus, check_current, migrate, status
+
+T = TypeVar("T")
 
 
 class DatabaseUnreachable(Exception):
@@ -21,7 +25,7 @@ async def connect(settings: Settings) -> asyncpg.Connection:
                                  command_timeout=settings.database_timeout)
 
 
-async def _with_connection(settings: Settings, action):  # type: ignore[no-untyped-def]
+async def _with_connection(settings: Settings, action: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
     try:
         conn = await connect(settings)
     except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:

@@ -57,12 +57,11 @@ class Sink:
             log.info("sink %s stopped", self.drain.consumer)
 
     async def _round(self, stopping: asyncio.Event, burst: bool) -> bool:
-        """One batch read, written and settled; False when the outbox had nothing."""
+        """One batch read, written and settled; False when there was nothing to do."""
         batch = await self.drain.read()
         if not batch.entries:
-            if batch.drained:
-                await self.drain.settle(batch, {}, [])
-            return not batch.empty
+            forgotten = await self.drain.forget(batch.drained)
+            return bool(forgotten or batch.recovered)
         outcome = await self._write(batch, stopping, burst)
         if outcome is not None:
             await self.drain.settle(batch, *outcome)

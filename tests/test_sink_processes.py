@@ -23,7 +23,9 @@ from test_processes import eventually
 
 from pg_server import TemporaryPostgres
 from config import Settings
+from processors.models import SignalData
 from processors.outbox_admin import OutboxAdmin
+from processors.signals import SignalProcessor
 from streams import JobSpec, Producer, QueueAdmin
 
 ROOT = Path(__file__).parents[1]
@@ -187,9 +189,6 @@ async def test_workers_refuse_a_schema_that_is_behind_and_db_commands(
 
         s = settings_of(make_settings, postgres_server_url, key_prefix)
         await publish(s, engine_redis, 0, 10)
-        from processors.signals import SignalProcessor
-        from processors.models import SignalData
-
         await SignalProcessor(s, engine_redis).process_signals(
             [SignalData(signalId="sig_nul", signalType="Email Open", companyId="comp_1", data={"x": "\u0000"})])
         drained = cli.run("sink", "--burst")
