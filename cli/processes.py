@@ -1,4 +1,5 @@
-"""Commands that run until stopped: workers, up (Redis + API + workers), api, redis."""
+"""Commands that run until stopped: workers, up (Redis + API + workers), api, redis.
+`--processes N` runs the workers in N supervised processes (cli.supervisor)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Coroutine, Iterator
@@ -14,7 +16,8 @@ from typing import Any
 from cli.common import EXIT_USAGE, CliError, CommandAdder, check_queues
 from cli.database import require_current_schema
 from cli.embedded_redis import EmbeddedRedis, EmbeddedRedisError
-from cli.metrics import add_metrics_port, serve_worker_metrics
+from cli.metrics import add_metrics_port, metrics_port, serve_metrics
+from cli.supervisor import Supervisor, WorkerSpec
 from config import Settings
 from streams import connect, run_workers
 
@@ -24,12 +27,14 @@ def add_commands(command: CommandAdder) -> None:
     workers.add_argument("--queues", help="comma-separated queues (default: every queue with a handler)")
     workers.add_argument("--concurrency", type=int, help="jobs run at once per queue (default: the policy's)")
     workers.add_argument("--burst", action="store_true", help="exit once the queues are drained")
+    add_processes(workers)
     add_metrics_port(workers)
 
     up = command("up", "start a local Redis when REDIS_URL is unset, then every worker and the HTTP API", cmd_up)
     up.add_argument("--host", help="address the API binds (default: API_HOST, 127.0.0.1)")
     up.add_argument("--port", type=int, help="port the API listens on (default: API_PORT, 3000)")
     up.add_argument("--queues", help="comma-separated queues to consume (default: every queue with a handler)")
+    add_processes(up)
     redis = command("redis", "run the embedded Redis in the foreground (append-only, under the data dir)", cmd_redis)
     redis.add_argument("--stop", action="store_true",
                        help="stop the embedded Redis that `tgjobs redis` or `tgjobs up` started (SHUTDOWN)")
@@ -39,11 +44,40 @@ def add_commands(command: CommandAdder) -> None:
     api.add_argument("--port", type=int, help="port to listen on (default: API_PORT, 3000)")
 
 
+MAX_PROCESSES = 256
+
+
+def add_processes(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--processes", metavar="N", default="1",
+                        help="worker processes, each its own consumer, kept running by a supervisor "
+                             "(default 1: this process; auto: one per CPU)")
+
+
+def process_count(text: str) -> int:
+    """`--processes`: a whole number from 1 to MAX_PROCESSES, or `auto` (the CPUs this
+    process may run on)."""
+    if text.strip().lower() == "auto":
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        count = int(text)
+    except ValueError:
+        raise CliError(f"--processes must be a whole number or 'auto', not {text!r}", EXIT_USAGE) from None
+    if not 1 <= count <= MAX_PROCESSES:
+        raise CliError(f"--processes must be from 1 to {MAX_PROCESSES}, not {count}", EXIT_USAGE)
+    return count
+
+
 def cmd_workers(args: argparse.Namespace, settings: Settings) -> int:
     queues = consumed_queues(args.queues, settings, args.concurrency)
+    processes = process_count(args.processes)
     require_current_schema(settings)
-    serve_worker_metrics(args, settings)
-    asyncio.run(consume(settings, queues, concurrency=args.concurrency, burst=args.burst))
+    port = metrics_port(args, settings, processes)
+    if processes == 1:
+        serve_metrics(port)
+        asyncio.run(consume(settings, queues, concurrency=args.concurrency, burst=args.burst))
+    else:
+        spec = WorkerSpec(settings, tuple(queues), args.concurrency, args.burst, port)
+        asyncio.run(Supervisor(spec, processes).run())
     return 0
 
 
@@ -124,18 +158,23 @@ def redis_for(settings: Settings) -> Iterator[Settings]:
 
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     check_port(args.port)
-    queues = consumed_queues(args.queues, settings)  # bad --queues fail before Redis starts
+    queues = consumed_queues(args.queues, settings)  # bad arguments fail before Redis starts
+    processes = process_count(args.processes)
     require_current_schema(settings)
     with redis_for(settings) as running:
-        run_api(_up(running, queues, args.host, args.port))
+        run_api(_up(running, queues, args.host, args.port, processes))
     return 0
 
 
-async def _up(settings: Settings, queues: list[str], host: str | None = None, port: int | None = None) -> None:
+async def _up(settings: Settings, queues: list[str], host: str | None, port: int | None, processes: int) -> None:
+    """The API in this process; the workers too, or in `processes` supervised children."""
     from api import running_api
 
     async with running_api(settings, host, port):
-        await consume(settings, queues)
+        if processes == 1:
+            await consume(settings, queues)
+        else:
+            await Supervisor(WorkerSpec(settings, tuple(queues)), processes).run()
 
 
 def check_port(port: int | None) -> None:

@@ -28,6 +28,7 @@ from config.durations import PositiveSeconds, Seconds
 from config.errors import SettingsError
 from config.policy import QueuePolicy
 from config.services import ServiceFields
+from config.topology import TopologyFields
 
 CONFIG_FILE_ENV = "TGJOBS_CONFIG"
 REDIS_SCHEMES = ("redis", "rediss", "unix")
@@ -49,7 +50,7 @@ def _check_queue_name(name: str) -> str:
 QueueName = Annotated[str, AfterValidator(_check_queue_name)]
 
 
-class Settings(ApiFields, ServiceFields, DatabaseFields, BaseSettings):
+class Settings(ApiFields, ServiceFields, TopologyFields, DatabaseFields, BaseSettings):
     """Everything the processes need to know; build it with `load_settings()`."""
 
     model_config = SettingsConfigDict(

@@ -289,7 +289,8 @@ class Store:
         from Redis, oldest first (PostgreSQL keeps them)."""
         await self.outbox.register([company_id])
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.mset(writes)
+            for key, value in writes.items():  # not MSET: a cluster client refuses it in a transaction
+                pipe.set(key, value)
             self.outbox.append(pipe, self.company(company_id), rows)
             pipe.zadd(index, {record_id: generated_ms})
             pipe.zrange(index, 0, -self.settings.records_kept_per_company - 1)

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ValidationError
 from redis.asyncio import Redis
 
 from config import Settings
+from streams.connection import connect_sync
 from streams.errors import InvalidJob, UnknownQueue
 from streams.keeping import keeps_records
 from streams.producer import DATA_FIELD, EntryRouter, JobSpec, append_entries, encode_data
@@ -134,7 +135,7 @@ class SyncSignalPublisher:
     @classmethod
     def connect(cls, settings: Settings, **kwargs: Any) -> SyncSignalPublisher:
         """A publisher with its own sync client on the configured Redis (close with `close()`)."""
-        client = sync_redis.Redis.from_url(settings.redis_connection_url(), decode_responses=True)
+        client = connect_sync(settings)
         return cls(client, settings, **kwargs)
 
     def close(self) -> None:

@@ -14,6 +14,7 @@ import aiohttp
 import orjson
 import pytest
 from conftest import VIEWER_TOKEN, Api
+from redis.asyncio import RedisCluster
 
 from api.routes import events
 from api.state import EVENTS
@@ -144,7 +145,13 @@ async def test_the_server_side_ends_when_the_client_goes_away(api: Api) -> None:
         await reader.until("figures")
         assert open_streams(api) == 1
     await until_closed(api)
-    assert api.client.server.app[EVENTS].redis.connection_pool._in_use_connections == set()  # type: ignore
+    assert connections_in_use(api.client.server.app[EVENTS].redis) == 0
+
+
+def connections_in_use(client: Any) -> int:
+    if isinstance(client, RedisCluster):
+        return sum(len(node._connections) - len(node._free) for node in client.get_nodes())
+    return len(client.connection_pool._in_use_connections)
 
 
 async def test_shutdown_ends_open_streams(api: Api, caplog: pytest.LogCaptureFixture) -> None:
