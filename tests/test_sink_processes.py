@@ -199,8 +199,8 @@ async def test_workers_refuse_a_schema_that_is_behind_and_db_commands(
         bad = cli.run("db", "dlq", "replay", "--ids", "nope")
         assert bad.returncode == 2 and "--ids" in bad.stderr
         assert json.loads(cli.run("db", "dlq", "purge", "--json").stdout) == {"action": "purge", "purged": 1}
-        unset = cli.run("db", "status")
-        assert unset.returncode == 0 and "sink: lag 0" in unset.stdout
+        shown = cli.run("db", "status")
+        assert shown.returncode == 0 and "sink: lag 0" in shown.stdout
     finally:
         await _drop(postgres_server_url, key_prefix)
 
