@@ -26,6 +26,7 @@ from processors.store import Store
 from processors.triggers import Trigger, contact_id, enrichment_trigger, research_trigger
 from streams import JobContext, JobSpec, Producer, UnrecoverableError
 from streams.context import BatchHandler, batch_handler
+from streams.replication import ReplicaWait
 from streams.scripts import script_source
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,7 @@ class SignalProcessor:
             int(settings.intent_trigger_cooldown * 1000), int(settings.job_change_cooldown * 1000)])
         self._source = script_source(SCRIPT, "processors")
         self._sha: str | None = None
+        self._wait = ReplicaWait(redis, settings)
 
     async def load(self) -> None:
         """Loads the script; call at start-up so a broken script fails there."""
@@ -240,7 +242,8 @@ class SignalProcessor:
                 for i in todo:
                     b = batches[i]
                     pipe.evalsha(self._sha, len(b.keys), *b.keys, *b.args(self._limits))
-                answers = await pipe.execute(raise_on_error=False)
+                waits = self._wait.append(pipe, [batches[i].keys[0] for i in todo])
+                answers = self._wait.check(await pipe.execute(raise_on_error=False), waits)
             missing = []
             for i, answer in zip(todo, answers):
                 if isinstance(answer, NoScriptError):
