@@ -11,11 +11,12 @@ GRACE ?= 24h
 LIMIT ?= 10000
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test screenshot workers queue-status queue-clean redis-start redis-stop
+.PHONY: help venv run test test-cluster screenshot workers queue-status queue-clean redis-start redis-stop
 
 help:
 	@echo "make run           start Redis (embedded unless REDIS_URL is set) and the workers"
-	@echo "make test          run the test suite (extra flags: PYTEST_ARGS='-k name')"
+	@echo "make test          run the test suite, then its cluster part again on a Redis Cluster (PYTEST_ARGS='-k name')"
+	@echo "make test-cluster  run the cluster part alone (TEST_REDIS=cluster)"
 	@echo "make screenshot    run the dashboard's browser test and save its screenshot as docs/dashboard.png"
 	@echo "make workers       run the workers against REDIS_URL"
 	@echo "make queue-status  print queue depths, pending entries and dead letters"
@@ -37,6 +38,15 @@ run: venv
 
 test: venv
 	$(BIN)/pytest -q $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory test-cluster
+
+# The engine, the workers and the API's job endpoints again, on a private 3-master Redis Cluster.
+CLUSTER_TESTS := tests/test_traps.py tests/test_partitions.py tests/test_processes.py tests/test_admin.py \
+	tests/test_fastpath.py tests/test_signals_sdk.py tests/test_api/test_api_seed.py \
+	tests/test_api/test_api_stream_jobs.py tests/test_api/test_api_errors.py tests/test_api/test_api_signals.py
+
+test-cluster: venv
+	TEST_REDIS=cluster $(BIN)/pytest -q $(PYTEST_ARGS) $(CLUSTER_TESTS)
 
 screenshot: venv
 	UPDATE_SCREENSHOT=1 $(BIN)/pytest -q tests/test_dashboard.py
