@@ -101,7 +101,8 @@ class NetnsLab:
     def heal(self, host: str) -> None:
         ip("-n", self.redis_ns, "link", "set", self.cable(host), "up")
 
-    def popen(self, host: str | None, argv: Sequence[str], *, log_path: Path, cwd: Path) -> subprocess.Popen[bytes]:
+    def popen(self, host: str | None, argv: Sequence[str], *, log_path: Path,
+              cwd: Path) -> subprocess.Popen[bytes]:
         """Starts `argv` inside a worker host (None: the Redis host), stderr to `log_path`.
         `ip netns exec` execs the command itself, so the pid is the command's."""
         ns = self.redis_ns if host is None else self.worker_ns[host]

@@ -10,7 +10,6 @@ otherwise. The workers are tests/worker_proc.py processes run inside the namespa
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -54,9 +53,15 @@ def lab() -> Iterator[NetnsLab]:
 
 def start_worker(lab: NetnsLab, host: str, prefix: str, log_dir: Path) -> Worker:
     log_path = log_dir / f"worker-{host}.log"
-    proc = lab.popen(host, [sys.executable, str(WORKER_SCRIPT), lab.redis_url, prefix, SIGNALS,
-                            "--lock-timeout", str(LEASE_S), "--timeout", str(RUN_TIMEOUT_S)], log_path=log_path, cwd=ROOT)
+    argv = [sys.executable, str(WORKER_SCRIPT), lab.redis_url, prefix, SIGNALS,
+            "--lock-timeout", str(LEASE_S), "--timeout", str(RUN_TIMEOUT_S)]
+    proc = lab.popen(host, argv, log_path=log_path, cwd=ROOT)
     return Worker(proc, log_path)
+
+
+async def effect_of(client: aioredis.Redis, prefix: str, job_id: str) -> str | None:
+    """The pid whose run of the job made its effect (worker_proc.py's SET NX)."""
+    return await client.get(f"{prefix}:test:effect:{job_id}")
 
 
 async def server_ms(client: aioredis.Redis) -> int:
@@ -75,7 +80,10 @@ async def test_a_host_cut_off_mid_job_loses_it_to_the_other_and_its_late_complet
     keys = admin.keys(SIGNALS)
     try:
         workers = {host: start_worker(lab, host, key_prefix, tmp_path) for host in HOSTS}
-        logs = lambda: worker_logs(*workers.values())  # noqa: E731
+
+        def logs() -> str:
+            return worker_logs(*workers.values())
+
         await eventually(lambda: all(f"consuming {SIGNALS}" in w.stderr() for w in workers.values()), 30,
                          what=logs)
 
@@ -127,15 +135,14 @@ async def test_a_host_cut_off_mid_job_loses_it_to_the_other_and_its_late_complet
         events = [fields for _, fields in await client.xrange(keys.events)
                   if fields.get("job") == job_id and fields.get("event") == "completed"]
         assert len(events) == 1, events
-        assert await client.get(f"{key_prefix}:test:effect:{job_id}") == str(other.pid)
-        assert len(await starts(client, key_prefix)) == 2  # the late run was not run again
+        assert await effect_of(client, key_prefix, job_id) == str(other.pid)
+        assert len(await starts(client, key_prefix)) == 2  # nobody ran it a third time
 
         # The cut-off host rode out the partition: it logged it, is back, and still works.
         assert cut.alive and other.alive, logs()
         assert_recovered(cut)
         other.kill()
         [next_id] = await add_jobs(client, settings, SIGNALS, [{"n": 1}])
-        await eventually(lambda: client.get(f"{key_prefix}:test:effect:{next_id}"), 30, what=logs)
-        assert await client.get(f"{key_prefix}:test:effect:{next_id}") == str(cut.pid)
+        assert await eventually(lambda: effect_of(client, key_prefix, next_id), 30, what=logs) == str(cut.pid)
     finally:
         await client.aclose()
