@@ -146,7 +146,7 @@ class NetnsLab:
             if proc.poll() is None:
                 proc.kill()
             proc.wait()
-        errors = []
+        errors: list[RuntimeError] = []
         for ns in reversed(self._made):
             try:
                 ip("netns", "delete", ns)
