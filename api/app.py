@@ -23,9 +23,10 @@ from api.routes.events import events_context, stop_event_streams
 from api.schemas import JOB_IDS_MAX_CHARS
 from api.state import ADMIN, AUDIT, OPENAPI, PRODUCER, REDIS, ROLES, SETTINGS, SIGNAL_INTAKE, TOKENS
 from api.tokens import TokenStore
+from api.tracing import tracing_middleware
 from config import Settings
 from processors.intake import SignalIntake
-from streams import Producer, QueueAdmin, connect
+from streams import Producer, QueueAdmin, connect, tracing
 
 log = logging.getLogger(__name__)
 # The longest query the document allows (jobIds), every character percent-encoded UTF-8
@@ -36,7 +37,10 @@ MAX_REQUEST_LINE = 12 * JOB_IDS_MAX_CHARS + 8190
 
 def create_app(settings: Settings) -> web.Application:
     """Raises api.tokens.TokenFileError when API_TOKENS_FILE cannot be read."""
-    app = web.Application(middlewares=[error_middleware, auth_middleware], client_max_size=settings.api_max_body,
+    middlewares = [error_middleware, auth_middleware]
+    if tracing.enabled():
+        middlewares.insert(0, tracing_middleware)
+    app = web.Application(middlewares=middlewares, client_max_size=settings.api_max_body,
                           handler_args={"max_line_size": MAX_REQUEST_LINE})
     app[SETTINGS] = settings
     app[TOKENS] = TokenStore(settings.api_tokens, settings.api_tokens_file)

@@ -16,7 +16,7 @@ from urllib.parse import quote_plus
 import aiohttp
 import feedparser
 
-from processors.fetch import USER_AGENT, read_bounded
+from processors.fetch import USER_AGENT, client_session, read_bounded
 from processors.periods import iso_instant
 from processors.web import html_to_text
 
@@ -51,7 +51,7 @@ class FeedOutcome:
 async def gather_news(templates: tuple[str, ...], company: str, domain: str | None, *,
                       timeout: float, max_bytes: int, max_items: int) -> tuple[list[NewsItem], list[FeedOutcome]]:
     """Items from every feed, newest first, without repeats, at most `max_items`."""
-    async with aiohttp.ClientSession(headers={"User-Agent": USER_AGENT},
+    async with client_session(headers={"User-Agent": USER_AGENT},
                                      timeout=aiohttp.ClientTimeout(total=timeout)) as session:
         runs = [_read_feed(session, template, company, domain, max_bytes, timeout) for template in templates]
         answers = await asyncio.gather(*runs)

@@ -18,7 +18,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 from yarl import URL
 
-from processors.fetch import USER_AGENT, read_bounded
+from processors.fetch import USER_AGENT, client_session, read_bounded
 
 MAX_REDIRECTS = 5
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -52,7 +52,7 @@ class Homepage:
 async def fetch_homepage(url: str, *, timeout: float, max_bytes: int, allow_private: bool) -> Homepage:
     """Reads and parses `url`; raises Unavailable with the reason when it cannot."""
     connector = aiohttp.TCPConnector(resolver=None if allow_private else PublicResolver())
-    async with aiohttp.ClientSession(connector=connector, headers={"User-Agent": USER_AGENT},
+    async with client_session(connector=connector, headers={"User-Agent": USER_AGENT},
                                      timeout=aiohttp.ClientTimeout(total=timeout)) as session:
         try:
             body, truncated, final, charset = await _get(session, URL(url), max_bytes, allow_private)

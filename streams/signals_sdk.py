@@ -29,7 +29,8 @@ from redis.asyncio import Redis
 from config import Settings
 from streams.errors import InvalidJob, UnknownQueue
 from streams.keeping import keeps_records
-from streams.producer import DATA_FIELD, EntryRouter, JobSpec, append_entries, encode_data
+from streams import tracing
+from streams.producer import EntryRouter, JobSpec, append_entries, encode_data, entry_fields
 
 CHUNK_SIZE = 1000
 
@@ -103,7 +104,8 @@ class SignalPublisher:
     async def publish_signal(self, signal: Any) -> str:
         """Validates and writes one signal (one XADD); returns its job id."""
         stream, data = self.encoder.encode(signal)
-        return self.encoder.job_id(stream, await self.redis.xadd(stream, {DATA_FIELD: data}))
+        with tracing.adding(self.encoder.queue, 1) as span:
+            return self.encoder.job_id(stream, await self.redis.xadd(stream, entry_fields(data, span.traceparent)))
 
     async def publish_signals(self, signals: Iterable[Any]) -> list[str]:
         """Validates every signal, then writes them all, one pipeline per chunk; returns
@@ -117,7 +119,8 @@ class SignalPublisher:
 async def append_signals(redis: Redis, encoder: SignalEncoder, entries: Sequence[tuple[str, str]],
                          chunk_size: int = CHUNK_SIZE) -> list[str]:
     """XADDs signals `encoder` encoded, one pipeline per chunk; returns their job ids in order."""
-    entry_ids = await append_entries(redis, entries, chunk_size)
+    with tracing.adding(encoder.queue, len(entries)) as span:
+        entry_ids = await append_entries(redis, entries, chunk_size, span.traceparent)
     return [encoder.job_id(stream, entry_id) for (stream, _), entry_id in zip(entries, entry_ids)]
 
 
@@ -142,15 +145,17 @@ class SyncSignalPublisher:
 
     def publish_signal(self, signal: Any) -> str:
         stream, data = self.encoder.encode(signal)
-        return self.encoder.job_id(stream, self.redis.xadd(stream, {DATA_FIELD: data}))
+        with tracing.adding(self.encoder.queue, 1) as span:
+            return self.encoder.job_id(stream, self.redis.xadd(stream, entry_fields(data, span.traceparent)))
 
     def publish_signals(self, signals: Iterable[Any]) -> list[str]:
         entries = self.encoder.encode_all(signals)
         ids: list[str] = []
-        for start in range(0, len(entries), self.chunk_size):
-            chunk = entries[start:start + self.chunk_size]
-            pipe = self.redis.pipeline(transaction=False)
-            for stream, data in chunk:
-                pipe.xadd(stream, {DATA_FIELD: data})
-            ids += [self.encoder.job_id(stream, entry_id) for (stream, _), entry_id in zip(chunk, pipe.execute())]
+        with tracing.adding(self.encoder.queue, len(entries)) as span:
+            for start in range(0, len(entries), self.chunk_size):
+                chunk = entries[start:start + self.chunk_size]
+                pipe = self.redis.pipeline(transaction=False)
+                for stream, data in chunk:
+                    pipe.xadd(stream, entry_fields(data, span.traceparent))
+                ids += [self.encoder.job_id(stream, entry_id) for (stream, _), entry_id in zip(chunk, pipe.execute())]
         return ids
