@@ -18,7 +18,7 @@ from api.auth import auth_middleware
 from api.endpoints import ENDPOINTS
 from api.errors import error_middleware, redis_unavailable
 from api.openapi import build_openapi
-from api.routes.dashboard import STATIC_DIR, STATIC_PREFIX
+from api.routes.dashboard import STATIC_ROUTE, static_file
 from api.routes.events import events_context, stop_event_streams
 from api.schemas import JOB_IDS_MAX_CHARS
 from api.state import ADMIN, AUDIT, OPENAPI, PRODUCER, REDIS, ROLES, SETTINGS, SIGNAL_INTAKE, TOKENS
@@ -49,7 +49,7 @@ def create_app(settings: Settings) -> web.Application:
     app[OPENAPI] = build_openapi(settings, ENDPOINTS)
     for ep in ENDPOINTS:
         app.router.add_route(ep.method, ep.path, ep.handler)
-    app.router.add_static(STATIC_PREFIX, STATIC_DIR)  # the dashboard's script and style: no role, like GET /
+    app.router.add_get(STATIC_ROUTE, static_file)  # the dashboard's script and style: no role, like GET /
     app.cleanup_ctx.append(redis_context)
     app.cleanup_ctx.append(events_context)
     app.on_shutdown.append(stop_event_streams)
