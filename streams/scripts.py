@@ -79,7 +79,7 @@ class Delivery:
         stalls, delivery count[, traceparent]."""
         lane, entry_id, job_id, raw, attempts, stalls, delivery = row[:7]
         return cls(int(lane), entry_id, job_id, raw or None, int(attempts or 0), int(stalls or 0),
-                   int(delivery), row[7] or None if len(row) > 7 else None)
+                   int(delivery), (row[7] or None) if len(row) > 7 else None)
 
 
 @dataclass(frozen=True, slots=True)

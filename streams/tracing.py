@@ -1,8 +1,9 @@
 """Tracing, when it is on: the one door the engine, the processors and the API go through.
 
 Off (OTEL_TRACES_EXPORTER unset or `none`, the default), every call here returns a
-shared do-nothing object and OpenTelemetry is never imported: the cost is a global
-lookup per call, made once per add, per job run or per fast-path batch. On, `setup`
+shared do-nothing object and no tracing code is loaded (neither `streams.otel` nor the
+SDK's tracing): the cost is a global lookup per call, made once per add, per job run or
+per fast-path batch. On, `setup`
 imports `streams.otel` (the optional extra `tgjobs[otel]`) and every call goes to it.
 
 The W3C `traceparent` of the span that added a job travels with the job (a recorded
