@@ -123,8 +123,11 @@ class OtelTracing:
 
     def batch_run(self, queue: str, deliveries: Sequence[Delivery]) -> LiveSpan:
         parents = list(dict.fromkeys(d.traceparent for d in deliveries if d.traceparent))
-        waits = [age for d in deliveries if d.delivery == 1 and d.stalls == 0
-                 and (age := entry_age(d.entry_id)) is not None]
+        oldest: dict[int, str] = {}  # per lane, its first new entry: ids grow within a lane
+        for d in deliveries:
+            if d.delivery == 1 and d.lane not in oldest:
+                oldest[d.lane] = d.entry_id
+        waits = [age for entry_id in oldest.values() if (age := entry_age(entry_id)) is not None]
         attributes: dict[str, Any] = {"tgjobs.queue": queue, "tgjobs.batch.entries": len(deliveries)}
         if waits:
             attributes["tgjobs.queue_wait_ms.max"] = round(max(waits) * 1000, 3)
