@@ -1,5 +1,5 @@
 """The application factory: routes from the table and the dashboard's static files, the
-error and auth middlewares, the body size limit, and the Redis pools opened and closed in
+error, cross-site guard (api.guard) and auth middlewares, the body size limit, and the Redis pools opened and closed in
 cleanup contexts (the API's, and the one GET /api/events reads with, whose streams end
 at shutdown).
 
@@ -17,6 +17,7 @@ from api.audit import AuditTrail
 from api.auth import auth_middleware
 from api.endpoints import ENDPOINTS
 from api.errors import error_middleware, redis_unavailable
+from api.guard import add_cors_headers, guard_middleware
 from api.openapi import build_openapi
 from api.routes.dashboard import STATIC_ROUTE, static_file
 from api.routes.events import events_context, stop_event_streams
@@ -27,6 +28,7 @@ from api.tracing import tracing_middleware
 from config import Settings
 from processors.intake import SignalIntake
 from streams import Producer, QueueAdmin, connect, tracing
+from streams.server_version import RedisTooOld, check_redis_version
 
 log = logging.getLogger(__name__)
 # The longest query the document allows (jobIds), every character percent-encoded UTF-8
@@ -37,7 +39,7 @@ MAX_REQUEST_LINE = 12 * JOB_IDS_MAX_CHARS + 8190
 
 def create_app(settings: Settings) -> web.Application:
     """Raises api.tokens.TokenFileError when API_TOKENS_FILE cannot be read."""
-    middlewares = [error_middleware, auth_middleware]
+    middlewares = [error_middleware, guard_middleware, auth_middleware]
     if tracing.enabled():
         middlewares.insert(0, tracing_middleware)
     app = web.Application(middlewares=middlewares, client_max_size=settings.api_max_body,
@@ -53,6 +55,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(redis_context)
     app.cleanup_ctx.append(events_context)
     app.on_shutdown.append(stop_event_streams)
+    app.on_response_prepare.append(add_cors_headers)
     return app
 
 
@@ -65,7 +68,11 @@ async def redis_context(app: web.Application) -> AsyncIterator[None]:
     app[ADMIN] = QueueAdmin(redis, settings)
     app[AUDIT] = AuditTrail(redis, settings.key_prefix, settings.api_audit_max_len)
     try:
+        await check_redis_version(redis)
         await app[ADMIN].load_scripts()  # a script Redis rejects fails the start, not the first request
+    except RedisTooOld:
+        await redis.aclose()
+        raise
     except Exception as exc:
         if not redis_unavailable(exc):
             await redis.aclose()

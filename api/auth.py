@@ -12,7 +12,7 @@ from aiohttp import web
 
 from api.errors import Forbidden, Handler, Unauthorized
 from api.state import PRINCIPAL, ROLES, TOKENS
-from api.tokens import ANONYMOUS
+from api.tokens import ANONYMOUS, Principal
 
 log = logging.getLogger(__name__)
 BEARER = "bearer "
@@ -28,10 +28,10 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if store.open:
         request[PRINCIPAL] = ANONYMOUS
         return await handler(request)
-    header = request.headers.get("Authorization", "")
-    if not header[:len(BEARER)].lower() == BEARER or not header[len(BEARER):].strip():
+    token = _bearer_token(request)
+    if token is None:
         raise Unauthorized("send a token: Authorization: Bearer <token>")
-    principal = store.authenticate(header[len(BEARER):].strip())
+    principal = store.authenticate(token)
     if principal is None:
         log.warning("rejected %s %s from %s: unknown token", request.method, request.path, request.remote)
         raise Unauthorized("the bearer token is not valid")
@@ -40,3 +40,18 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
                         f"needs {required}")
     request[PRINCIPAL] = principal
     return await handler(request)
+
+
+def bearer_principal(request: web.Request) -> Principal | None:
+    """For an open route that tells more to a known caller: the principal of the request's
+    valid token; None without one, with a wrong one, and in open mode (no token exists)."""
+    store = request.app[TOKENS]
+    token = _bearer_token(request)
+    return None if store.open or token is None else store.authenticate(token)
+
+
+def _bearer_token(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    if header[:len(BEARER)].lower() != BEARER or not header[len(BEARER):].strip():
+        return None
+    return header[len(BEARER):].strip()

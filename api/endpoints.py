@@ -25,8 +25,11 @@ from processors.models import ScheduleData, SignalData
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-# Errors most endpoints can give: no or a bad token, a role too low, Redis away.
-GUARDED = (401, 403, 503)
+# Errors most endpoints can give: no or a bad token, a role too low (or a foreign
+# Origin), a Host not answered for, Redis away.
+GUARDED = (401, 403, 421, 503)
+# And those that change something: a body that is not JSON (api.guard).
+CHANGING = (415, *GUARDED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,12 +51,12 @@ class Endpoint:
 
 ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("POST", "/api/jobs", jobs.create_job, "Add a job", "jobs", Role.PRODUCER,
-             {201: JobCreated, 200: JobCreated}, (400, 404, 413, 422, *GUARDED),
+             {201: JobCreated, 200: JobCreated}, (400, 404, 413, 422, *CHANGING),
              body=tuple(JOB_REQUESTS.values()), discriminator="type",
              notes="`data` is validated by the type's model; 200 when an Idempotency-Key named a job "
                    "added before (that job is answered)."),
     Endpoint("POST", "/api/signals", signals.ingest_signals, "Ingest signals: one, a JSON array or NDJSON", "jobs",
-             Role.PRODUCER, {202: SignalsAccepted}, (400, 413, 422, *GUARDED), query=SignalsQuery,
+             Role.PRODUCER, {202: SignalsAccepted}, (400, 413, 422, *CHANGING), query=SignalsQuery,
              body=SignalData | list[SignalData],
              notes="One Redis pipeline per request; at most API_MAX_SIGNALS items (default 1000). NDJSON with "
                    "Content-Type application/x-ndjson. An invalid item: 422 listing every failing item by index "
@@ -68,14 +71,14 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("GET", "/api/queues/{queueName}", queues.get_queue, "A queue's figures, and its jobs", "queues",
              Role.VIEWER, {200: QueueView}, (404, 422, *GUARDED), query=QueueQuery),
     Endpoint("POST", "/api/queues/{queueName}", queues.manage_queue, "Pause, resume or clean a queue", "queues",
-             Role.ADMIN, {200: PauseResult | CleanResult}, (400, 404, 413, 422, *GUARDED),
+             Role.ADMIN, {200: PauseResult | CleanResult}, (400, 404, 413, 422, *CHANGING),
              body=tuple(QUEUE_ACTIONS.values()), discriminator="action"),
     Endpoint("DELETE", "/api/queues/{queueName}", queues.remove_jobs, "Remove jobs by id or by state", "queues",
              Role.ADMIN, {200: BulkRemoveResult}, (404, 422, *GUARDED), query=BulkRemoveQuery),
     Endpoint("GET", "/api/queues/{queueName}/dead", queues.dead_letters, "A queue's dead letters", "dead letters",
              Role.VIEWER, {200: DeadLetterPage}, (404, 422, *GUARDED), query=PageQuery),
     Endpoint("POST", "/api/queues/{queueName}/dead", queues.manage_dead_letters, "Replay or purge dead letters",
-             "dead letters", Role.ADMIN, {200: ReplayResult | PurgeResult}, (400, 404, 413, 422, *GUARDED),
+             "dead letters", Role.ADMIN, {200: ReplayResult | PurgeResult}, (400, 404, 413, 422, *CHANGING),
              body=DeadLetterRequest),
     Endpoint("GET", "/api/companies/{companyId}", records.get_company, "A company: analytics, intent, research, "
              "contacts", "records", Role.VIEWER, {200: CompanyView}, (404, *GUARDED),
@@ -88,7 +91,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              {200: ReportView}, (404, *GUARDED),
              notes="JSON; the report's HTML page (text/html) when Accept ranks text/html above application/json."),
     Endpoint("POST", "/api/schedules", records.create_schedule, "Schedule a report", "schedules", Role.PRODUCER,
-             {201: ScheduleView}, (400, 413, 422, *GUARDED), body=ScheduleData,
+             {201: ScheduleView}, (400, 413, 422, *CHANGING), body=ScheduleData,
              notes="`cron` has five fields (or @daily, @weekly...) and is evaluated in TIMEZONE; each due time "
                    "enqueues one reports job, however many workers run."),
     Endpoint("GET", "/api/schedules", records.list_schedules, "Report schedules", "schedules", Role.VIEWER,
@@ -102,12 +105,13 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("GET", "/api/audit", ops.audit_trail, "The audit trail, newest first", "operations", Role.VIEWER,
              {200: AuditPage}, (422, *GUARDED), query=PageQuery),
     Endpoint("GET", "/api/events", events.live_events, "Live events of every queue (server-sent events)",
-             "operations", Role.VIEWER, {200: str}, GUARDED, media_type="text/event-stream",
+             "operations", Role.VIEWER, {200: str}, (429, *GUARDED), media_type="text/event-stream",
              notes="Never ends: from the present on, each queue's events as `id: <entry id>` `event: job` "
                    "`data: {\"queue\", \"event\", \"job\", ...the entry's other fields}`; `event: figures` "
                    "with the GET /api/jobs overview at connect and after events (at most every 2 s); "
                    "`: keep-alive` after 15 s of quiet. Entry ids are per queue stream: a reconnect starts "
-                   "at the present. 503 when 64 streams are open."),
+                   "at the present. 429 when the token has API_EVENTS_PER_TOKEN (8) streams open, 503 when 64 "
+                   "are open in all."),
     Endpoint("GET", "/healthz", ops.healthz, "The process is up", "operations", None, {200: Health}),
     Endpoint("GET", "/readyz", ops.readyz, "Redis is reachable and holds the scripts", "operations", None,
              {200: Readiness, 503: Readiness}),

@@ -6,11 +6,14 @@
     ├── Forbidden     403 the token's role does not allow this
     ├── NotFound      404 unknown job type, queue, job or path
     ├── Conflict      409 the job's state does not allow the action
+    ├── UnsupportedMediaType  415 a changing request whose body is not JSON
+    ├── Misdirected   421 a Host this server does not answer for
     ├── Invalid       422 with every failing field (location, path, message)
+    ├── TooMany       429 the caller's own share of a limit is used up (its event streams)
     └── Unavailable   503 a limit is reached (open event streams); retry later
 
 The middleware also maps the engine's errors (UnknownQueue and JobNotFound to 404,
-JobStateConflict to 409, InvalidJob to 422), aiohttp's own (404, 405, 413), a Redis
+JobStateConflict to 409, EntryTooLarge to 413, InvalidJob to 422), aiohttp's own (404, 405, 413), a Redis
 that is unreachable or refuses writes to 503, and anything else to a 500 that carries
 the request id and no traceback (the traceback goes to the log under that id).
 """
@@ -31,7 +34,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from api.schemas import ErrorBody, ErrorDetail
 from api.state import REQUEST_ID
-from streams.errors import InvalidJob, JobNotFound, JobStateConflict, UnknownQueue
+from streams.errors import EntryTooLarge, InvalidJob, JobNotFound, JobStateConflict, UnknownQueue
 from streams.outage import is_transient
 
 log = logging.getLogger(__name__)
@@ -75,8 +78,20 @@ class Conflict(ApiError):
     status, code = 409, "conflict"
 
 
+class UnsupportedMediaType(ApiError):
+    status, code = 415, "unsupported_media_type"
+
+
+class Misdirected(ApiError):
+    status, code = 421, "misdirected_request"
+
+
 class Invalid(ApiError):
     status, code = 422, "invalid"
+
+
+class TooMany(ApiError):
+    status, code = 429, "too_many_requests"
 
 
 class Unavailable(ApiError):
@@ -84,7 +99,8 @@ class Unavailable(ApiError):
 
 
 _HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-               405: "method_not_allowed", 409: "conflict", 413: "payload_too_large", 422: "invalid",
+               405: "method_not_allowed", 409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type",
+               421: "misdirected_request", 422: "invalid", 429: "too_many_requests",
                503: "unavailable"}
 
 
@@ -111,12 +127,14 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         response = _answer(exc.status, exc.code, exc.message, request_id, exc.details)
         if isinstance(exc, Unauthorized):
             response.headers["WWW-Authenticate"] = 'Bearer realm="tgjobs"'
-        elif isinstance(exc, Unavailable):
+        elif isinstance(exc, (Unavailable, TooMany)):
             response.headers["Retry-After"] = str(RETRY_AFTER_S)
     except (UnknownQueue, JobNotFound) as exc:
         response = _answer(404, "not_found", str(exc), request_id)
     except JobStateConflict as exc:
         response = _answer(409, "conflict", str(exc), request_id)
+    except EntryTooLarge as exc:
+        response = _answer(413, "payload_too_large", str(exc), request_id)
     except InvalidJob as exc:
         response = _answer(422, "invalid", str(exc), request_id)
     except web.HTTPException as exc:
@@ -140,6 +158,17 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     if not response.prepared:  # a stream (GET /api/events) sent its headers, the id among them
         response.headers[REQUEST_ID_HEADER] = request_id
     return response
+
+
+def unavailable_reason(exc: BaseException) -> str:
+    """One word for why Redis cannot serve: what /readyz tells a caller without a token."""
+    if isinstance(exc, OutOfMemoryError):
+        return "redis_out_of_memory"
+    if isinstance(exc, ReadOnlyError):
+        return "redis_read_only"
+    if isinstance(exc, BusyLoadingError):
+        return "redis_loading"
+    return "redis_unreachable"
 
 
 def _unavailable_message(exc: BaseException) -> str:

@@ -138,5 +138,7 @@ class Health(Response):
 
 class Readiness(Response):
     status: Literal["ready", "unavailable"]
-    redis: str = Field(description="'ok', or why Redis cannot be used")
-    scripts: bool = Field(description="Redis holds every server-side script")
+    reason: str | None = Field(None, description="when unavailable, one word: redis_unreachable, redis_loading, "
+                                                 "redis_read_only, redis_out_of_memory")
+    redis: str | None = Field(None, description="with a valid token only: 'ok', or the error Redis gave")
+    scripts: bool | None = Field(None, description="with a valid token only: Redis holds every server-side script")

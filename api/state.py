@@ -5,6 +5,7 @@ Redis cleanup context fill the app's; the middlewares fill a request's.
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,11 +37,13 @@ AUDIT = web.AppKey("audit", AuditTrail)
 @dataclass
 class EventStreams:
     """The open GET /api/events answers: the pool their blocking reads use (one
-    connection each), how many are open, and the flag that ends them at shutdown."""
+    connection each), how many are open (in all, and per token name), and the flag that
+    ends them at shutdown."""
 
     redis: Redis
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     open: int = 0
+    by_caller: Counter[str] = field(default_factory=Counter)
 
 
 EVENTS = web.AppKey("events", EventStreams)

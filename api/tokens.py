@@ -14,6 +14,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
+from fnmatch import fnmatchcase
 from pathlib import Path
 
 import orjson
@@ -42,10 +43,25 @@ class Role(IntEnum):
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """The caller a request was authenticated as; `name` is what the audit trail shows."""
+    """The caller a request was authenticated as; `name` is what the audit trail shows.
+    `companies` and `email_domains` (glob patterns) limit what it may touch; None: anything."""
 
     name: str
     role: Role
+    companies: tuple[str, ...] | None = None
+    email_domains: tuple[str, ...] | None = None
+
+    def refusal(self, *, company: str | None = None, email_to: str | None = None) -> tuple[str, str] | None:
+        """(what is refused, why) when this caller may not act on `company` or e-mail
+        `email_to`; None when it may."""
+        if company is not None and self.companies is not None \
+                and not any(fnmatchcase(company, pattern) for pattern in self.companies):
+            return company, f"token {self.name} may not act on company {company!r}"
+        if email_to is not None and self.email_domains is not None:
+            domain = email_to.rpartition("@")[2].lower()
+            if not any(fnmatchcase(domain, pattern.lower()) for pattern in self.email_domains):
+                return email_to, f"token {self.name} may not have reports e-mailed to {domain!r}"
+        return None
 
 
 ANONYMOUS = Principal("anonymous", Role.ADMIN)  # every caller, when no token is configured
@@ -110,7 +126,7 @@ class TokenStore:
         except ValueError as exc:
             raise TokenFileError(f"API tokens: {exc}") from None
         return [(hashlib.sha256(t.token.get_secret_value().encode()).digest(),
-                 Principal(t.name, Role.named(t.role))) for t in tokens]
+                 Principal(t.name, Role.named(t.role), t.companies, t.email_domains)) for t in tokens]
 
 
 def _stamp(file: Path) -> tuple[int, int, int]:

@@ -23,7 +23,12 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import redis as sync_redis  # noqa: E402
+from redis.asyncio import Redis, RedisCluster  # noqa: E402
+
 from cli.embedded_redis import EmbeddedRedis  # noqa: E402
+from config import Settings  # noqa: E402
+from streams.connection import is_cluster  # noqa: E402
 
 LATENCY_RATE_PER_S = 500
 
@@ -51,6 +56,16 @@ def redis_url() -> Iterator[str]:
         return
     with EmbeddedRedis(data_dir=None, appendonly=False) as server:
         yield server.url
+
+
+def floor_client(url: str) -> Redis | RedisCluster:
+    """redis-py's own async client with its defaults, as the floor uses it (the cluster
+    client when the URL names a cluster node)."""
+    return (RedisCluster if is_cluster(Settings(redis_url=url)) else Redis).from_url(url)
+
+
+def floor_sync_client(url: str) -> sync_redis.Redis | sync_redis.RedisCluster:
+    return (sync_redis.RedisCluster if is_cluster(Settings(redis_url=url)) else sync_redis.Redis).from_url(url)
 
 
 def unique_prefix(label: str) -> str:

@@ -24,9 +24,8 @@ import multiprocessing
 import time
 from typing import Any
 
-from redis.asyncio import Redis
 
-from common import (LATENCY_RATE_PER_S, Figures, Timer, event_count, peak_rss_mb, percentiles,
+from common import (LATENCY_RATE_PER_S, Figures, Timer, event_count, floor_client, peak_rss_mb, percentiles,
                     redis_url, report, unique_prefix)
 from floor import round_trip_handler, run_floor
 
@@ -64,9 +63,9 @@ def handler_for(kind: str, settings: Settings, redis: Any) -> Any:
     if kind == "signals processor":
         return build_handlers(settings, redis)[FAST]
     if kind == "round trip":
-        # Its own client is the floor's (Redis.from_url's defaults), so both run the same
+        # Its own client is the floor's (redis-py's defaults), so both run the same
         # handler; the engine's connections are its own (streams.connect).
-        return round_trip_handler(Redis.from_url(settings.redis_connection_url()), f"{settings.key_prefix}:effects")
+        return round_trip_handler(floor_client(settings.redis_connection_url()), f"{settings.key_prefix}:effects")
     return noop
 
 

@@ -17,8 +17,8 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from common import (LATENCY_RATE_PER_S, Figures, Timer, event_count, peak_rss_mb, percentiles,
-                    redis_url, redis_version, report, unique_prefix)
+from common import (LATENCY_RATE_PER_S, Figures, Timer, event_count, floor_client, floor_sync_client, peak_rss_mb,
+                    percentiles, redis_url, redis_version, report, unique_prefix)
 
 BATCH = 100
 GROUP = "g"
@@ -80,9 +80,7 @@ async def consume(redis: Redis, stream: str, n: int, gather: bool,
 def _publish_paced(url: str, stream: str, count: int) -> None:
     """Runs in its own process: XADDs `count` entries at the offered rate, each
     stamped with the wall clock in ns."""
-    import redis as sync_redis
-
-    client = sync_redis.Redis.from_url(url)
+    client = floor_sync_client(url)
     interval = 1 / LATENCY_RATE_PER_S
     start = time.perf_counter()
     for i in range(count):
@@ -113,7 +111,7 @@ async def latency(redis: Redis, url: str, stream: str, count: int) -> tuple[floa
 
 
 async def measure(url: str, n: int) -> Figures:
-    redis = Redis.from_url(url)
+    redis = floor_client(url)
     prefix = unique_prefix("floor")
     try:
         single = await enqueue_single(redis, f"{prefix}:single", n)

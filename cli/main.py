@@ -22,7 +22,7 @@ from streams import tracing
 __all__ = ["EXAMPLES", "EXIT_FAILED", "EXIT_UNREACHABLE", "EXIT_USAGE", "CliError", "build_parser", "main"]
 
 EXAMPLES = {
-    "workers": "tgjobs workers --queues research,signals --concurrency 8",
+    "workers": "tgjobs workers --queues research,signals --concurrency 8 --processes auto",
     "publish": "tgjobs publish research '{\"companyId\": \"comp_123\", \"companyName\": \"Acme\"}' --priority high",
     "status": "tgjobs status --json",
     "up": "tgjobs up --host 0.0.0.0 --port 3000 --queues research,signals",

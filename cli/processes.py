@@ -1,4 +1,5 @@
-"""Commands that run until stopped: workers, up (Redis + API + workers), api, redis."""
+"""Commands that run until stopped: workers, up (Redis + API + workers), api, redis.
+`--processes N` runs the workers in N supervised processes (cli.supervisor)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Coroutine, Iterator
@@ -13,9 +15,13 @@ from typing import Any
 
 from cli.common import EXIT_USAGE, CliError, CommandAdder, check_queues
 from cli.embedded_redis import EmbeddedRedis, EmbeddedRedisError
-from cli.metrics import add_metrics_port, serve_worker_metrics
+from cli.metrics import add_metrics_port, metrics_port, serve_metrics
+from cli.supervisor import Supervisor, WorkerSpec
 from config import Settings
 from streams import connect, run_workers
+from streams.server_version import RedisTooOld, check_redis_version
+
+log = logging.getLogger("tgjobs")
 
 
 def add_commands(command: CommandAdder) -> None:
@@ -23,6 +29,7 @@ def add_commands(command: CommandAdder) -> None:
     workers.add_argument("--queues", help="comma-separated queues (default: every queue with a handler)")
     workers.add_argument("--concurrency", type=int, help="jobs run at once per queue (default: the policy's)")
     workers.add_argument("--burst", action="store_true", help="exit once the queues are drained")
+    add_processes(workers)
     add_metrics_port(workers)
     workers.set_defaults(traced=True)
 
@@ -30,6 +37,7 @@ def add_commands(command: CommandAdder) -> None:
     up.add_argument("--host", help="address the API binds (default: API_HOST, 127.0.0.1)")
     up.add_argument("--port", type=int, help="port the API listens on (default: API_PORT, 3000)")
     up.add_argument("--queues", help="comma-separated queues to consume (default: every queue with a handler)")
+    add_processes(up)
     up.set_defaults(traced=True)
     redis = command("redis", "run the embedded Redis in the foreground (append-only, under the data dir)", cmd_redis)
     redis.add_argument("--stop", action="store_true",
@@ -41,11 +49,54 @@ def add_commands(command: CommandAdder) -> None:
     api.set_defaults(traced=True)
 
 
+MAX_PROCESSES = 256
+
+
+def add_processes(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--processes", metavar="N", default="1",
+                        help="worker processes, each its own consumer, kept running by a supervisor "
+                             "(default 1: this process; auto: one per CPU)")
+
+
+def process_count(text: str) -> int:
+    """`--processes`: a whole number from 1 to MAX_PROCESSES, or `auto` (the CPUs this
+    process may run on)."""
+    if text.strip().lower() == "auto":
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        count = int(text)
+    except ValueError:
+        raise CliError(f"--processes must be a whole number or 'auto', not {text!r}", EXIT_USAGE) from None
+    if not 1 <= count <= MAX_PROCESSES:
+        raise CliError(f"--processes must be from 1 to {MAX_PROCESSES}, not {count}", EXIT_USAGE)
+    return count
+
+
 def cmd_workers(args: argparse.Namespace, settings: Settings) -> int:
     queues = consumed_queues(args.queues, settings, args.concurrency)
-    serve_worker_metrics(args, settings)
-    asyncio.run(consume(settings, queues, concurrency=args.concurrency, burst=args.burst))
+    processes = process_count(args.processes)
+    port = metrics_port(args, settings, processes)
+    warn_at_start(settings)
+    if processes == 1:
+        serve_metrics(port)
+        run_checked(consume(settings, queues, concurrency=args.concurrency, burst=args.burst))
+    else:
+        spec = WorkerSpec(settings, tuple(queues), args.concurrency, args.burst, port)
+        asyncio.run(Supervisor(spec, processes).run())
     return 0
+
+
+def warn_at_start(settings: Settings) -> None:
+    for warning in settings.start_warnings():
+        log.warning("%s", warning)
+
+
+def run_checked(main: Coroutine[Any, Any, None]) -> None:
+    """Runs a process's main coroutine; a Redis too old to run on is a configuration error."""
+    try:
+        asyncio.run(main)
+    except RedisTooOld as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
 
 
 def consumed_queues(chosen: str | None, settings: Settings, concurrency: int | None = None) -> list[str]:
@@ -75,6 +126,7 @@ async def consume(settings: Settings, queues: list[str], *, concurrency: int | N
 
     redis = connect(settings)
     try:
+        await check_redis_version(redis)
         handlers = build_handlers(settings, redis, queues)
         stopping = asyncio.Event()
         companions = [] if burst else [companion(settings, redis, stopping) for queue in handlers
@@ -110,27 +162,32 @@ def redis_for(settings: Settings) -> Iterator[Settings]:
         yield settings
         return
     server = start_embedded(settings)
-    logging.getLogger("tgjobs").info("embedded Redis on %s (append-only file in %s)", server.url,
-                                     server.data_dir)
+    log.info("embedded Redis on %s (append-only file in %s)", server.url, server.data_dir)
     try:
-        yield settings.model_copy(update={"redis_url": server.url})
+        yield settings.model_copy(update={"redis_url": server.url, "redis_username": None, "redis_password": None})
     finally:
         server.stop()
 
 
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     check_port(args.port)
-    queues = consumed_queues(args.queues, settings)  # bad --queues fail before Redis starts
+    queues = consumed_queues(args.queues, settings)  # bad arguments fail before Redis starts
+    processes = process_count(args.processes)
+    warn_at_start(settings)
     with redis_for(settings) as running:
-        run_api(_up(running, queues, args.host, args.port))
+        run_api(_up(running, queues, args.host, args.port, processes))
     return 0
 
 
-async def _up(settings: Settings, queues: list[str], host: str | None = None, port: int | None = None) -> None:
+async def _up(settings: Settings, queues: list[str], host: str | None, port: int | None, processes: int) -> None:
+    """The API in this process; the workers too, or in `processes` supervised children."""
     from api import running_api
 
     async with running_api(settings, host, port):
-        await consume(settings, queues)
+        if processes == 1:
+            await consume(settings, queues)
+        else:
+            await Supervisor(WorkerSpec(settings, tuple(queues)), processes).run()
 
 
 def check_port(port: int | None) -> None:
@@ -142,6 +199,7 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
     from api import serve
 
     check_port(args.port)
+    warn_at_start(settings)
     run_api(serve(settings, args.host, args.port))
     return 0
 
@@ -151,7 +209,7 @@ def run_api(main: Coroutine[Any, Any, None]) -> None:
     from api.tokens import TokenFileError
 
     try:
-        asyncio.run(main)
+        run_checked(main)
     except TokenFileError as exc:
         raise CliError(str(exc), EXIT_USAGE) from None
     except ServeError as exc:

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, Field, SecretStr, ValidationInfo, field_validator
+from pydantic import BaseModel, BeforeValidator, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import NoDecode
 
 from config.durations import PositiveSeconds
@@ -33,7 +33,13 @@ DEFAULT_SIGNAL_WEIGHTS: dict[str, float] = {
 DEFAULT_SIGNAL_WEIGHT = 1.0  # a type added to SIGNAL_TYPES without a weight of its own
 FEED_PLACEHOLDERS = frozenset({"company", "domain"})
 
-CommaList = Annotated[tuple[str, ...], NoDecode]
+def _split_commas(value: Any) -> Any:
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value
+
+
+CommaList = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_split_commas)]
 """A comma-separated list in the environment ("a, b"), a list in TOML and code."""
 
 
@@ -55,8 +61,6 @@ class ServiceFields(BaseModel):
     # The company homepage research reads; {domain} is the job's domain.
     homepage_url: str = "https://{domain}/"
     homepage_max_bytes: Annotated[int, Field(ge=1024)] = 1_000_000
-    # Off in production: a job's domain must not make the worker fetch internal addresses.
-    homepage_allow_private: bool = False
 
     # People data: GET {PEOPLE_API_URL}?email=...&linkedin=... with a bearer key.
     people_api_url: str | None = None
@@ -64,6 +68,9 @@ class ServiceFields(BaseModel):
     provider_max_bytes: Annotated[int, Field(ge=1024)] = 1_000_000  # LLM and people-data answers
 
     http_timeout: PositiveSeconds = 10.0  # homepage, feeds, people data: whole request
+    # Off in production: a job's domain or a redirect must not make the worker fetch
+    # internal addresses (homepage and feeds; processors.outbound).
+    fetch_allow_private: bool = False
     mx_lookup_timeout: PositiveSeconds = 3.0
 
     # SMTP for e-mailed reports; no SMTP_HOST means reports are stored but not sent.
@@ -110,13 +117,6 @@ class ServiceFields(BaseModel):
         if info.data.get("llm_base_url") and model is None:
             raise ValueError("required when LLM_BASE_URL is set")
         return model.strip() if model else None
-
-    @field_validator("news_feed_urls", "signal_types", mode="before")
-    @classmethod
-    def _split_commas(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return tuple(part.strip() for part in value.split(",") if part.strip())
-        return value
 
     @field_validator("news_feed_urls")
     @classmethod

@@ -11,7 +11,7 @@ import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import quote, urlsplit
+from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
 from pydantic import AfterValidator, AliasChoices, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import (
@@ -27,6 +27,7 @@ from config.durations import PositiveSeconds, Seconds
 from config.errors import SettingsError
 from config.policy import QueuePolicy
 from config.services import ServiceFields
+from config.topology import TopologyFields
 
 CONFIG_FILE_ENV = "TGJOBS_CONFIG"
 REDIS_SCHEMES = ("redis", "rediss", "unix")
@@ -48,7 +49,7 @@ def _check_queue_name(name: str) -> str:
 QueueName = Annotated[str, AfterValidator(_check_queue_name)]
 
 
-class Settings(ApiFields, ServiceFields, BaseSettings):
+class Settings(ApiFields, ServiceFields, TopologyFields, BaseSettings):
     """Everything the processes need to know; build it with `load_settings()`."""
 
     model_config = SettingsConfigDict(
@@ -171,11 +172,33 @@ class Settings(ApiFields, ServiceFields, BaseSettings):
         return (self.xdg_data_home or Path.home() / ".local" / "share") / "tgjobs"
 
     def redis_connection_url(self) -> str:
-        """REDIS_URL if set, else a redis:// URL built from host, port, user and password."""
-        if self.redis_url is not None:
-            return self.redis_url
+        """REDIS_URL if set, else a redis:// URL built from host, port, user and password.
+        REDIS_USERNAME and REDIS_PASSWORD beside a REDIS_URL go into it, unless the URL
+        carries credentials of its own (those win; `start_warnings` says so)."""
         password = self.redis_password.get_secret_value() if self.redis_password else None
-        return _build_redis_url(self.redis_host, self.redis_port, self.redis_username, password)
+        if self.redis_url is None:
+            return _build_redis_url(self.redis_host, self.redis_port, self.redis_username, password)
+        if _has_credentials(self.redis_url) or (self.redis_username is None and password is None):
+            return self.redis_url
+        parts = urlsplit(self.redis_url)
+        netloc = f"{_userinfo(self.redis_username, password)}@{parts.netloc}"
+        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+    def start_warnings(self) -> list[str]:
+        """What every process logs as a warning when it starts: settings that work but
+        weaken security, or that are overridden."""
+        warnings = []
+        url = self.redis_url
+        if url is not None and _has_credentials(url) and (self.redis_username or self.redis_password):
+            warnings.append("REDIS_URL carries credentials of its own: REDIS_USERNAME/REDIS_PASSWORD are not used")
+        params = {k.lower(): v.strip().lower() for k, v in parse_qsl(urlsplit(url or "").query)}
+        if params.get("ssl_cert_reqs") == "none":
+            warnings.append("REDIS_URL has ssl_cert_reqs=none: the Redis server's TLS certificate is not "
+                            "verified, so anyone on the path can pose as it")
+        if params.get("ssl_check_hostname") in ("false", "0", "no", "off"):
+            warnings.append("REDIS_URL has ssl_check_hostname=false: a certificate for any host name is "
+                            "accepted from the Redis server")
+        return warnings
 
     def redacted_redis_url(self) -> str:
         """The connection URL with any password replaced by "***", safe for logs."""
@@ -203,11 +226,23 @@ def _config_file() -> Path | None:
 
 def _build_redis_url(host: str, port: int, username: str | None, password: str | None) -> str:
     netloc_host = f"[{host}]" if ":" in host else host
+    userinfo = _userinfo(username, password)
+    at = "@" if userinfo else ""
+    return f"redis://{userinfo}{at}{netloc_host}:{port}"
+
+
+def _userinfo(username: str | None, password: str | None) -> str:
     userinfo = quote(username, safe="") if username else ""
     if password is not None:
         userinfo += ":" + quote(password, safe="")
-    at = "@" if userinfo else ""
-    return f"redis://{userinfo}{at}{netloc_host}:{port}"
+    return userinfo
+
+
+def _has_credentials(url: str) -> bool:
+    """A user or password in the URL's authority, or (unix://) a password parameter."""
+    parts = urlsplit(url)
+    return "@" in parts.netloc or any(name.lower() in ("password", "username")
+                                      for name, _ in parse_qsl(parts.query))
 
 
 def _redact_url(url: str) -> str:

@@ -38,14 +38,19 @@ async def read_bounded(response: aiohttp.ClientResponse, limit: int) -> tuple[by
 async def provider_json(session: aiohttp.ClientSession, method: str, url: str, *, name: str,
                         limit: int, timeout: float, **kwargs: Any) -> tuple[int, Any]:
     """Calls a provider and returns (status, parsed JSON). Raises ProviderUnavailable on
-    network errors, timeouts, 429 and 5xx; ProviderRejected on the other 4xx except 404,
-    which callers read as "no match" (returned with a None body)."""
+    network errors, timeouts, 429 and 5xx; ProviderRejected on a redirect (the provider's
+    URL is the operator's; where it redirects is not, so it is not followed) and on the
+    other 4xx except 404, which callers read as "no match" (returned with a None body).
+    Messages name the provider, never the URL (its query may carry a key)."""
     try:
         async with session.request(method, url, timeout=aiohttp.ClientTimeout(total=timeout),
-                                   **kwargs) as response:
+                                   allow_redirects=False, **kwargs) as response:
             status = response.status
             if status == 404:
                 return status, None
+            if 300 <= status < 400:
+                raise ProviderRejected(f"{name} answered a redirect (HTTP {status}), which is not followed; "
+                                       "configure the URL it points to")
             if status == 429 or status >= 500:
                 retry_after = response.headers.get("Retry-After")
                 hint = f" (Retry-After: {retry_after})" if retry_after else ""
@@ -53,8 +58,10 @@ async def provider_json(session: aiohttp.ClientSession, method: str, url: str, *
             if status >= 400:
                 raise ProviderRejected(f"{name} refused the request: HTTP {status}")
             body, truncated = await read_bounded(response, limit)
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        raise ProviderUnavailable(f"{name} unreachable: {type(exc).__name__}: {exc}") from None
+    except TimeoutError:
+        raise ProviderUnavailable(f"{name} gave no answer within {timeout:g}s") from None
+    except aiohttp.ClientError as exc:
+        raise ProviderUnavailable(f"{name} could not be reached ({type(exc).__name__})") from None
     if truncated:
         raise ProviderAnswerInvalid(f"{name} answered more than {limit} bytes")
     try:

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from config import Settings
 from processors.kinds import SIGNALS
 from processors.models import SignalData
-from streams.errors import InvalidJob
+from streams.errors import EntryTooLarge, InvalidJob
 from streams.signals_sdk import SignalEncoder
 
 
@@ -63,10 +63,12 @@ class SignalIntake:
 
     def encode(self, value: Any) -> tuple[str, str]:
         """The signal's (stream key, data JSON); InvalidSignal when it is invalid or does
-        not fit an entry (too long, no partition field)."""
+        not fit an entry (no partition field); EntryTooLarge past MAX_ENTRY_BYTES."""
         signal = self.validate(value)
         encoder = self.encoder  # outside the try: a queue keeping records is no fault of this signal
         try:
             return encoder.encode(signal)
+        except EntryTooLarge:
+            raise
         except InvalidJob as exc:
             raise InvalidSignal([Problem((), str(exc))]) from None

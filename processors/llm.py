@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from config import Settings
 from processors.errors import ProviderAnswerInvalid, ProviderRejected
 from processors.fetch import client_session, provider_json
+from processors.outbound import shown_url
 
 M = TypeVar("M", bound=BaseModel)
 _FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
@@ -76,7 +77,7 @@ class Llm:
         status, reply = await provider_json(session, "POST", self.url, name="LLM", limit=self.max_bytes,
                                             timeout=self.timeout, data=orjson.dumps(body))
         if status == 404:
-            raise ProviderRejected(f"LLM endpoint {self.url} not found (HTTP 404)")
+            raise ProviderRejected(f"LLM endpoint {shown_url(self.url)} not found (HTTP 404)")
         try:
             content = reply["choices"][0]["message"]["content"]
         except (KeyError, IndexError, TypeError):

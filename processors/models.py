@@ -58,6 +58,38 @@ class SignalData(JobData):
     data: dict[str, Any]
     priority: Priority = "normal"
 
+    @field_validator("data")
+    @classmethod
+    def _bounded(cls, data: dict[str, Any]) -> dict[str, Any]:
+        check_bounded(data)
+        return data
+
+
+MAX_DATA_DEPTH = 8  # objects and arrays nested in a signal's `data`, itself included
+MAX_DATA_KEYS = 256  # keys of every object in a signal's `data`, all levels together
+
+
+def check_bounded(data: dict[str, Any]) -> None:
+    """ValueError when `data` nests deeper than MAX_DATA_DEPTH or holds more than
+    MAX_DATA_KEYS keys in all (the size limit alone lets 64 KB hold thousands)."""
+    keys = 0
+    level: list[Any] = [data]
+    for depth in range(1, MAX_DATA_DEPTH + 2):
+        if not level:
+            return
+        if depth > MAX_DATA_DEPTH:
+            raise ValueError(f"nested deeper than {MAX_DATA_DEPTH} levels")
+        below: list[Any] = []
+        for value in level:
+            if isinstance(value, dict):
+                keys += len(value)
+                below.extend(value.values())
+            else:
+                below.extend(value)
+        if keys > MAX_DATA_KEYS:
+            raise ValueError(f"more than {MAX_DATA_KEYS} keys in all")
+        level = [v for v in below if isinstance(v, (dict, list))]
+
 
 class ScheduleData(JobData):
     """The body of POST /api/schedules: a report for a company on a cron schedule,

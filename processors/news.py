@@ -1,7 +1,9 @@
 """News about a company from the configured RSS/Atom feeds, parsed with feedparser.
 A feed URL with a {company} or {domain} placeholder is a search feed: its items are
 taken as about the company. Any other feed is general: only items naming the company
-or its domain are kept. Research calls `gather_news`; a feed that fails is reported.
+or its domain are kept. Feeds are read through the guarded client (processors.outbound):
+a feed whose host is {domain} and every redirect are checked; a feed's URL is recorded
+without its query. Research calls `gather_news`; a feed that fails is reported.
 """
 
 from __future__ import annotations
@@ -13,10 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote_plus
 
-import aiohttp
 import feedparser
 
-from processors.fetch import USER_AGENT, client_session, read_bounded
+from processors.outbound import FetchFailed, OutboundHttp, host_from_data, shown_url
 from processors.periods import iso_instant
 from processors.web import html_to_text
 
@@ -48,13 +49,11 @@ class FeedOutcome:
                 "items": self.items, **({"reason": self.error} if self.error else {})}
 
 
-async def gather_news(templates: tuple[str, ...], company: str, domain: str | None, *,
-                      timeout: float, max_bytes: int, max_items: int) -> tuple[list[NewsItem], list[FeedOutcome]]:
+async def gather_news(http: OutboundHttp, templates: tuple[str, ...], company: str, domain: str | None, *,
+                      max_bytes: int, max_items: int) -> tuple[list[NewsItem], list[FeedOutcome]]:
     """Items from every feed, newest first, without repeats, at most `max_items`."""
-    async with client_session(headers={"User-Agent": USER_AGENT},
-                                     timeout=aiohttp.ClientTimeout(total=timeout)) as session:
-        runs = [_read_feed(session, template, company, domain, max_bytes, timeout) for template in templates]
-        answers = await asyncio.gather(*runs)
+    runs = [_read_feed(http, template, company, domain, max_bytes) for template in templates]
+    answers = await asyncio.gather(*runs)
     items: list[NewsItem] = []
     outcomes = []
     seen: set[str] = set()
@@ -70,31 +69,25 @@ async def gather_news(templates: tuple[str, ...], company: str, domain: str | No
     return items[:max_items], outcomes
 
 
-async def _read_feed(session: aiohttp.ClientSession, template: str, company: str, domain: str | None,
-                     max_bytes: int, timeout: float) -> tuple[list[NewsItem], FeedOutcome]:
+async def _read_feed(http: OutboundHttp, template: str, company: str, domain: str | None,
+                     max_bytes: int) -> tuple[list[NewsItem], FeedOutcome]:
     if "{domain}" in template and not domain:
-        return [], FeedOutcome(template, error="the feed needs the company's domain, which is unknown")
+        return [], FeedOutcome(shown_url(template), error="the feed needs the company's domain, which is unknown")
     url = template.replace("{company}", quote_plus(company)).replace("{domain}", quote_plus(domain or ""))
-    outcome = FeedOutcome(url)
+    outcome = FeedOutcome(shown_url(url))
     try:
-        async with session.get(url) as response:
-            if response.status >= 400:
-                outcome.error = f"HTTP {response.status}"
-                return [], outcome
-            body, _ = await read_bounded(response, max_bytes)
-            content_type = response.headers.get("Content-Type", "")
-    except TimeoutError:
-        outcome.error = f"no answer within {timeout:g}s"
+        fetched = await http.get(url, max_bytes=max_bytes, trusted_first_hop=not host_from_data(template))
+    except FetchFailed as exc:
+        outcome.error = str(exc)
         return [], outcome
-    except aiohttp.ClientError as exc:
-        outcome.error = f"{type(exc).__name__}: {exc}"
-        return [], outcome
+    content_type = fetched.content_type + (f"; charset={fetched.charset}" if fetched.charset else "")
+    body = fetched.body
     # feedparser is synchronous and can take a while on a large feed: off the event loop.
     parsed = await asyncio.to_thread(feedparser.parse, body, response_headers={"content-type": content_type})
     if not parsed.entries and parsed.bozo:
         outcome.error = f"not a feed: {parsed.get('bozo_exception')}"
         return [], outcome
-    source = _clean(parsed.feed.get("title"), MAX_TITLE) or url
+    source = _clean(parsed.feed.get("title"), MAX_TITLE) or outcome.url
     about_company = "{company}" in template or "{domain}" in template
     mentions = _mention_pattern(company, domain)
     items = []

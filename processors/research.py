@@ -19,7 +19,8 @@ from processors.models import ResearchData, parse_job_data, record_id
 from processors.news import NewsItem, gather_news
 from processors.periods import iso_instant, local_day, midnight_ms, now_ms
 from processors.store import Store
-from processors.web import Homepage, Unavailable, fetch_homepage
+from processors.outbound import FetchFailed, OutboundHttp, host_from_data, shown_url
+from processors.web import Homepage, fetch_homepage
 from streams import JobContext
 
 WEEK_DAYS = 7
@@ -49,10 +50,11 @@ class ResearchProcessor:
         engagement = await self._engagement(job.companyId, now)
 
         await ctx.progress(30)
-        homepage = await self._homepage(job, sources, unavailable)
-
-        await ctx.progress(50)
-        news = await self._news(job, sources, unavailable)
+        async with OutboundHttp(allow_private=self.settings.fetch_allow_private,
+                                timeout=self.settings.http_timeout) as http:
+            homepage = await self._homepage(http, job, sources, unavailable)
+            await ctx.progress(50)
+            news = await self._news(http, job, sources, unavailable)
         scores = [sentiment_score(f"{item.title}. {item.summary}") for item in news]
 
         await ctx.progress(70)
@@ -121,7 +123,7 @@ class ResearchProcessor:
                                 "company": c.get("company")} for c in contacts],
         )
 
-    async def _homepage(self, job: ResearchData, sources: list[dict[str, Any]],
+    async def _homepage(self, http: OutboundHttp, job: ResearchData, sources: list[dict[str, Any]],
                         unavailable: dict[str, str]) -> Homepage | None:
         if job.domain is None:
             unavailable["website"] = "no domain given"
@@ -129,24 +131,23 @@ class ResearchProcessor:
         s = self.settings
         url = s.homepage_url.replace("{domain}", job.domain)
         try:
-            page = await fetch_homepage(url, timeout=s.http_timeout, max_bytes=s.homepage_max_bytes,
-                                        allow_private=s.homepage_allow_private)
-        except Unavailable as exc:
+            page = await fetch_homepage(http, url, max_bytes=s.homepage_max_bytes,
+                                        trusted_host=not host_from_data(s.homepage_url))
+        except FetchFailed as exc:
             unavailable["website"] = str(exc)
-            sources.append({"type": "website", "url": url, "status": "unavailable", "reason": str(exc)})
+            sources.append({"type": "website", "url": shown_url(url), "status": "unavailable", "reason": str(exc)})
             return None
         sources.append({"type": "website", "url": page.final_url, "status": "ok"})
         return page
 
-    async def _news(self, job: ResearchData, sources: list[dict[str, Any]],
+    async def _news(self, http: OutboundHttp, job: ResearchData, sources: list[dict[str, Any]],
                     unavailable: dict[str, str]) -> list[NewsItem]:
         s = self.settings
         if not s.news_feed_urls:
             unavailable["news"] = "no news feeds configured (NEWS_FEED_URLS)"
             return []
-        items, outcomes = await gather_news(s.news_feed_urls, job.companyName, job.domain,
-                                            timeout=s.http_timeout, max_bytes=s.feed_max_bytes,
-                                            max_items=s.news_max_items)
+        items, outcomes = await gather_news(http, s.news_feed_urls, job.companyName, job.domain,
+                                            max_bytes=s.feed_max_bytes, max_items=s.news_max_items)
         sources += [outcome.as_dict() for outcome in outcomes]
         if all(outcome.error for outcome in outcomes):
             unavailable["news"] = "; ".join(f"{o.url}: {o.error}" for o in outcomes)

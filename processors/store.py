@@ -267,7 +267,8 @@ class Store:
         """Writes a record's keys, indexes it by time and names it in the directory; then
         drops the company's records beyond `records_kept_per_company`, oldest first."""
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.mset(writes)
+            for key, value in writes.items():  # not MSET: a cluster client refuses it in a transaction
+                pipe.set(key, value)
             pipe.zadd(index, {record_id: generated_ms})
             pipe.zrange(index, 0, -self.settings.records_kept_per_company - 1)
             *_, expired = await pipe.execute()

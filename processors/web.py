@@ -1,35 +1,22 @@
-"""Reads a company's homepage: bounded in size and time, redirects followed by hand so
-every hop is checked, and unless allowed only public addresses (a job's domain must
-not make the worker fetch internal services). Parses title, description and headings
-with the standard library's html.parser. Research calls `fetch_homepage`.
+"""Reads a company's homepage through the guarded client (processors.outbound: bounded
+in size and time, every hop checked, only public addresses unless allowed) and parses
+title, description and headings with the standard library's html.parser. Research calls
+`fetch_homepage`.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import re
-import socket
 from dataclasses import asdict, dataclass, field
 from html.parser import HTMLParser
 from typing import Any
 
-import aiohttp
-from aiohttp.abc import AbstractResolver, ResolveResult
-from aiohttp.resolver import DefaultResolver
-from yarl import URL
+from processors.outbound import FetchFailed, OutboundHttp, shown_url
 
-from processors.fetch import USER_AGENT, client_session, read_bounded
-
-MAX_REDIRECTS = 5
-REDIRECTS = frozenset({301, 302, 303, 307, 308})
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 MAX_HEADINGS = 20
 MAX_TEXT = 300  # characters kept of a title, description or heading
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset=["']?([A-Za-z0-9_-]+)""", re.IGNORECASE)
-
-
-class Unavailable(Exception):
-    """The page could not be read; the message says why, for the research record."""
 
 
 @dataclass(slots=True)
@@ -49,79 +36,21 @@ class Homepage:
         return d
 
 
-async def fetch_homepage(url: str, *, timeout: float, max_bytes: int, allow_private: bool) -> Homepage:
-    """Reads and parses `url`; raises Unavailable with the reason when it cannot."""
-    connector = aiohttp.TCPConnector(resolver=None if allow_private else PublicResolver())
-    async with client_session(connector=connector, headers={"User-Agent": USER_AGENT},
-                                     timeout=aiohttp.ClientTimeout(total=timeout)) as session:
-        try:
-            body, truncated, final, charset = await _get(session, URL(url), max_bytes, allow_private)
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise Unavailable(_describe(exc, timeout)) from None
-    page = Homepage(url, str(final), truncated=truncated)
+async def fetch_homepage(http: OutboundHttp, url: str, *, max_bytes: int, trusted_host: bool) -> Homepage:
+    """Reads and parses `url`; raises FetchFailed with the reason when it cannot.
+    `trusted_host`: the URL's host is the operator's (HOMEPAGE_URL names {domain} elsewhere)."""
+    fetched = await http.get(url, max_bytes=max_bytes, trusted_first_hop=trusted_host)
+    if fetched.content_type not in HTML_TYPES:
+        raise FetchFailed(f"not an HTML page ({fetched.content_type or 'no content type'})")
+    page = Homepage(shown_url(url), shown_url(fetched.url), truncated=fetched.truncated)
     parser = _PageParser()
-    parser.feed(_decode(body, charset))
+    parser.feed(_decode(fetched.body, fetched.charset))
     parser.close()
     page.title = _clip(parser.title or parser.meta.get("og:title"))
     page.description = _clip(parser.meta.get("description") or parser.meta.get("og:description"))
     page.site_name = _clip(parser.meta.get("og:site_name"))
     page.headings = [h for h in (_clip(h) for h in parser.headings) if h][:MAX_HEADINGS]
     return page
-
-
-async def _get(session: aiohttp.ClientSession, url: URL, max_bytes: int,
-               allow_private: bool) -> tuple[bytes, bool, URL, str | None]:
-    for _ in range(MAX_REDIRECTS + 1):
-        _check_target(url, allow_private)
-        async with session.get(url, allow_redirects=False) as response:
-            if response.status in REDIRECTS and "Location" in response.headers:
-                url = url.join(URL(response.headers["Location"]))
-                continue
-            if response.status >= 400:
-                raise Unavailable(f"{url.host} answered HTTP {response.status}")
-            if response.content_type not in HTML_TYPES:
-                raise Unavailable(f"not an HTML page ({response.content_type or 'no content type'})")
-            body, truncated = await read_bounded(response, max_bytes)
-            return body, truncated, url, response.charset
-    raise Unavailable(f"more than {MAX_REDIRECTS} redirects")
-
-
-def _check_target(url: URL, allow_private: bool) -> None:
-    if url.scheme not in ("http", "https") or not url.host:
-        raise Unavailable(f"will not follow a redirect to {url.scheme or 'a relative'} URL")
-    if allow_private:
-        return
-    try:
-        address = ipaddress.ip_address(url.host)
-    except ValueError:
-        return  # a name: PublicResolver checks what it resolves to
-    if not address.is_global:
-        raise Unavailable(f"{url.host} is not a public address")
-
-
-class PublicResolver(AbstractResolver):
-    """Resolves names like aiohttp's default, keeping only globally routable addresses
-    (so DNS pointing at 127.0.0.1 or 10.x cannot reach internal services)."""
-
-    def __init__(self) -> None:
-        self._inner = DefaultResolver()
-
-    async def resolve(self, host: str, port: int = 0,
-                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
-        results = await self._inner.resolve(host, port, family)
-        public = [r for r in results if ipaddress.ip_address(r["host"]).is_global]
-        if not public:
-            raise OSError(f"{host} resolves to no public address")
-        return public
-
-    async def close(self) -> None:
-        await self._inner.close()
-
-
-def _describe(exc: BaseException, timeout: float) -> str:
-    if isinstance(exc, TimeoutError):
-        return f"no answer within {timeout:g}s"
-    return f"{type(exc).__name__}: {exc}"
 
 
 def _decode(body: bytes, charset: str | None) -> str:

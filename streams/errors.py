@@ -3,6 +3,7 @@
     StreamsError
     ├── UnknownQueue        a queue name that is not in the policy table
     ├── InvalidJob          job data or options that cannot be enqueued
+    │   └── EntryTooLarge   data over MAX_ENTRY_BYTES (the API answers 413)
     ├── JobNotFound         no record for a job id
     ├── JobStateConflict    the action does not fit the job's state (e.g. remove an active job)
     └── UnrecoverableError  raised by a handler: fail now, skip the remaining attempts
@@ -24,6 +25,15 @@ class UnknownQueue(StreamsError):
 
 class InvalidJob(StreamsError):
     """The job cannot be enqueued as given; the message says which field and why."""
+
+
+class EntryTooLarge(InvalidJob):
+    """The job's data, as JSON, is longer than MAX_ENTRY_BYTES: refused where it is added,
+    as the worker would dead-letter it."""
+
+    def __init__(self, size: int, limit: int, where: str = "") -> None:
+        super().__init__(f"{where}data is {size} bytes of JSON, over the limit of {limit} (MAX_ENTRY_BYTES)")
+        self.size, self.limit = size, limit
 
 
 class JobNotFound(StreamsError):

@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 
 from config import Settings
 from streams import tracing
-from streams.errors import InvalidJob, UnknownQueue
+from streams.errors import EntryTooLarge, InvalidJob, UnknownQueue
 from streams.job import new_job_id
 from streams.keeping import keeps_records
 from streams.keys import Lane, QueueKeys, idempotency_digest, partition_keys, partition_of
@@ -58,12 +58,16 @@ def lane_of(spec: JobSpec) -> Lane:
         raise InvalidJob(f"priority: must be one of high, normal, low, not {priority!r}") from None
 
 
-def encode_data(spec: JobSpec) -> str:
-    """The job's data as the compact JSON that records and wire-format entries carry."""
+def encode_data(spec: JobSpec, max_bytes: int) -> str:
+    """The job's data as the compact JSON that records and wire-format entries carry;
+    EntryTooLarge past `max_bytes` (MAX_ENTRY_BYTES, which the worker enforces too)."""
     try:
-        return orjson.dumps(spec.data).decode()
+        data = orjson.dumps(spec.data)
     except TypeError as exc:
         raise InvalidJob(f"data: not JSON-serialisable ({exc})") from None
+    if len(data) > max_bytes:
+        raise EntryTooLarge(len(data), max_bytes)
+    return data.decode()
 
 
 class EntryRouter:
@@ -144,8 +148,9 @@ class Producer:
             if not keeps_records(self.settings.policy(queue)):
                 if queue not in self._routers:
                     self._routers[queue] = EntryRouter(self.settings, queue)
-                return await self._add_entries(scripts, self._routers[queue], specs, span.traceparent)
-            rows = [self._row(queue, spec) for spec in specs]
+                return await self._add_entries(scripts, self._routers[queue], specs, self.settings.max_entry_bytes,
+                                               span.traceparent)
+            rows = [self._row(queue, spec, self.settings.max_entry_bytes) for spec in specs]
             added: list[AddedJob] = []
             for start in range(0, len(rows), BATCH_CHUNK):
                 for job_id, created in await scripts.add(rows[start:start + BATCH_CHUNK], span.traceparent):
@@ -154,22 +159,22 @@ class Producer:
 
     @staticmethod
     async def _add_entries(scripts: QueueScripts, router: EntryRouter, specs: list[JobSpec],
-                           traceparent: str) -> list[AddedJob]:
+                           max_bytes: int, traceparent: str) -> list[AddedJob]:
         if any(spec.delay for spec in specs):
             raise InvalidJob(f"delay: not supported on {scripts.queue}, a queue without job records")
         if any(spec.idempotency_key for spec in specs):
             raise InvalidJob(f"idempotency_key: not supported on {scripts.queue}, a queue without job "
                              "records (its handler deduplicates by the data's own id)")
-        entries = [(router.stream(spec), encode_data(spec)) for spec in specs]
+        entries = [(router.stream(spec), encode_data(spec, max_bytes)) for spec in specs]
         entry_ids = await append_entries(scripts.scripts.redis, entries, traceparent=traceparent)
         return [AddedJob(router.job_id(stream, entry_id), scripts.queue, True)
                 for (stream, _), entry_id in zip(entries, entry_ids)]
 
     @staticmethod
-    def _row(queue: str, spec: JobSpec) -> tuple[str, str, str, Lane, float, str]:
+    def _row(queue: str, spec: JobSpec, max_bytes: int) -> tuple[str, str, str, Lane, float, str]:
         if spec.delay < 0:
             raise InvalidJob("delay: must not be negative")
-        data = encode_data(spec)
+        data = encode_data(spec, max_bytes)
         digest = ""
         if spec.idempotency_key is not None:
             if not spec.idempotency_key:

@@ -27,7 +27,8 @@ from pydantic import BaseModel, ValidationError
 from redis.asyncio import Redis
 
 from config import Settings
-from streams.errors import InvalidJob, UnknownQueue
+from streams.connection import connect_sync
+from streams.errors import EntryTooLarge, InvalidJob, UnknownQueue
 from streams.keeping import keeps_records
 from streams import tracing
 from streams.producer import EntryRouter, JobSpec, append_entries, encode_data, entry_fields
@@ -73,11 +74,11 @@ class SignalEncoder:
             raise InvalidJob(f"{where}a signal is a JSON object, not {type(value).__name__}")
         spec = JobSpec(value)
         try:
-            stream, data = self.router.stream(spec), encode_data(spec)
+            stream, data = self.router.stream(spec), encode_data(spec, self.max_bytes)
+        except EntryTooLarge as exc:
+            raise EntryTooLarge(exc.size, exc.limit, where) from None
         except InvalidJob as exc:
             raise InvalidJob(f"{where}{exc}") from None
-        if len(data) > self.max_bytes:
-            raise InvalidJob(f"{where}{len(data)} bytes of JSON, over the limit of {self.max_bytes}")
         return stream, data
 
     def encode_all(self, signals: Iterable[Any]) -> list[tuple[str, str]]:
@@ -137,7 +138,7 @@ class SyncSignalPublisher:
     @classmethod
     def connect(cls, settings: Settings, **kwargs: Any) -> SyncSignalPublisher:
         """A publisher with its own sync client on the configured Redis (close with `close()`)."""
-        client = sync_redis.Redis.from_url(settings.redis_connection_url(), decode_responses=True)
+        client = connect_sync(settings)
         return cls(client, settings, **kwargs)
 
     def close(self) -> None:

@@ -187,11 +187,11 @@ class StreamJobs:
         """Delivered, unacked entries: delayed when their last run failed and they wait
         out the backoff (the failures hash says so), active otherwise."""
         streams = [(k, index, lane) for k in (s.keys for s in self.partitions) for index, lane in enumerate(LANES, 1)]
+        now_reply = await self.redis.time()  # not in the pipeline: a cluster client sends it to any node
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.time()
             for k, _, lane in streams:
                 pipe.xpending_range(k.lane(lane), GROUP, "-", "+", PENDING_SCAN_MAX)
-            now_reply, *pending = await pipe.execute(raise_on_error=False)
+            pending = await pipe.execute(raise_on_error=False)
         now = now_reply[0] * 1000 + now_reply[1] // 1000
         low, high = self._bounds(state, after)
         low_order = entry_order(low[1:]) if low.startswith("(") else None

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from redis_server import RedisServerFactory, session_redis_url, source
+from redis_server import RedisServerFactory, client, session_redis_url, source
 
 from cli.embedded_redis import EmbeddedRedis
 from cli.redis_binary import RedisServerNotFound, find_redis_server
@@ -35,11 +35,11 @@ def key_prefix() -> str:
 @pytest.fixture
 async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
     """An async client on the session's Redis (bytes replies), closed after the test."""
-    client = aioredis.Redis.from_url(redis_url, decode_responses=False)
+    own = client(redis_url, decode_responses=False)
     try:
-        yield client
+        yield own
     finally:
-        await client.aclose()
+        await own.aclose()
 
 
 @pytest.fixture
@@ -96,8 +96,8 @@ def make_settings(redis_url: str, key_prefix: str) -> Callable[..., Settings]:
 @pytest.fixture
 async def engine_redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
     """A client with str replies, as the engine uses."""
-    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    own = client(redis_url, decode_responses=True)
     try:
-        yield client
+        yield own
     finally:
-        await client.aclose()
+        await own.aclose()

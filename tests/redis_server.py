@@ -1,7 +1,8 @@
 """Where the test suite's Redis comes from; conftest.py turns this into fixtures.
 
 Default: a private redis-server on a free loopback port (never the machine's 6379).
-TEST_REDIS_URL=redis://... uses that server; TEST_REDIS=docker uses a redis:7 container.
+TEST_REDIS_URL=redis://... uses that server; TEST_REDIS=docker uses a redis:7 container;
+TEST_REDIS=cluster a private 3-master Redis Cluster (the URL names one node).
 """
 
 from __future__ import annotations
@@ -13,6 +14,10 @@ from pathlib import Path
 
 import pytest
 
+import redis
+import redis.asyncio as aioredis
+
+from cli.embedded_cluster import EmbeddedCluster
 from cli.embedded_redis import EmbeddedRedis
 
 DOCKER_IMAGE = "redis:7"
@@ -23,13 +28,28 @@ RedisServerFactory = Callable[..., EmbeddedRedis]
 
 
 def source() -> str:
-    """Which Redis the run uses: "url", "docker" or "embedded"."""
+    """Which Redis the run uses: "url", "docker", "cluster" or "embedded"."""
     if os.environ.get("TEST_REDIS_URL"):
         return "url"
     mode = os.environ.get("TEST_REDIS", "embedded").strip().lower() or "embedded"
-    if mode not in ("docker", "embedded"):
-        raise pytest.UsageError(f"TEST_REDIS is 'docker' or 'embedded', not {mode!r}")
+    if mode not in ("docker", "embedded", "cluster"):
+        raise pytest.UsageError(f"TEST_REDIS is 'docker', 'embedded' or 'cluster', not {mode!r}")
     return mode
+
+
+def on_cluster() -> bool:
+    return source() == "cluster"
+
+
+def client(url: str, *, decode_responses: bool) -> aioredis.Redis | aioredis.RedisCluster:
+    """A test's own client of the run's Redis: a cluster client on a cluster."""
+    cls = aioredis.RedisCluster if on_cluster() else aioredis.Redis
+    return cls.from_url(url, decode_responses=decode_responses)
+
+
+def sync_client(url: str, *, decode_responses: bool) -> redis.Redis | redis.RedisCluster:
+    cls = redis.RedisCluster if on_cluster() else redis.Redis
+    return cls.from_url(url, decode_responses=decode_responses)
 
 
 @contextmanager
@@ -41,6 +61,9 @@ def session_redis_url(data_dir: Path) -> Iterator[str]:
         case "docker":
             with _docker_redis() as url:
                 yield url
+        case "cluster":
+            with EmbeddedCluster(3, data_dir=data_dir) as cluster:
+                yield cluster.url
         case _:
             with EmbeddedRedis(data_dir=data_dir, appendonly=False) as server:
                 yield server.url

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from redis_server import sync_client
 
 from cli.embedded_redis import free_port
 from config import DEFAULT_POLICIES, Settings
@@ -53,7 +54,7 @@ def tgjobs(redis_url: str, key_prefix: str) -> Run:
 
 @pytest.fixture
 def client(redis_url: str) -> Iterator[redis.Redis]:
-    c = redis.Redis.from_url(redis_url, decode_responses=True)
+    c = sync_client(redis_url, decode_responses=True)
     try:
         yield c
     finally:

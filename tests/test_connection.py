@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from redis.asyncio.connection import Connection
+from redis.asyncio import Redis, RedisCluster
+from redis.asyncio.connection import AbstractConnection, Connection
 from redis.exceptions import DataError
 
 from config import Settings
@@ -27,12 +28,20 @@ async def test_commands_pack_as_redis_py_packs_them(make_settings: Callable[...,
                                                     command: tuple[object, ...]) -> None:
     client = connect(make_settings())
     try:
-        connection = client.connection_pool.make_connection()
+        connection = await a_connection(client)
         assert type(connection).__name__ == "HiredisConnection"
         packed = connection.pack_command(*command)
         assert b"".join(packed) == b"".join(map(bytes, Connection().pack_command(*command)))
     finally:
         await client.aclose()
+
+
+async def a_connection(client: Redis | RedisCluster) -> AbstractConnection:
+    """A connection as the client makes them (on a cluster, to a node it discovered)."""
+    if isinstance(client, RedisCluster):
+        await client.initialize()
+        return client.get_default_node().acquire_connection()
+    return client.connection_pool.make_connection()
 
 
 async def test_values_that_cannot_be_sent_raise_data_error(make_settings: Callable[..., Settings]) -> None:

@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from cli.main import build_parser
+from cli.supervisor import KILL_MARGIN_S
 from config import Settings
 
 ROOT = Path(__file__).parents[1]
@@ -67,7 +68,7 @@ def settings_from(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Setti
 
 
 def tgjobs_argv(command: Any) -> list[str]:
-    argv = shlex.split(command) if isinstance(command, str) else [str(part) for part in command]
+    argv = shlex.split(interpolate(command)) if isinstance(command, str) else [interpolate(str(p)) for p in command]
     assert argv and argv[0] == "tgjobs", argv
     return argv[1:]
 
@@ -146,11 +147,14 @@ def test_workers_scale_and_serve_metrics(compose: dict[str, Any], monkeypatch: p
     assert "ports" not in workers and "container_name" not in workers, "replicas would clash"
     settings = settings_from(environment(workers), monkeypatch)
     args = parse(tgjobs_argv(workers["command"]))
+    assert args.processes == "auto"  # a supervisor, one worker process per CPU
     port = args.metrics_port or settings.metrics_port
     assert port == settings.metrics_port
-    assert [int(p) for p in workers["expose"]] == [port]
+    (exposed,) = workers["expose"]
+    first, last = map(int, str(exposed).split("-"))
+    assert first == port and last - first + 1 >= 16, "process i serves the metrics port + i"
     grace = re.fullmatch(r"(\d+)s", workers["stop_grace_period"])
-    assert grace and int(grace[1]) > settings.shutdown_grace
+    assert grace and int(grace[1]) > settings.shutdown_grace + KILL_MARGIN_S
 
 
 def test_redis_commander_is_a_tool_on_8081(compose: dict[str, Any]) -> None:

@@ -17,6 +17,7 @@ import pytest
 import redis.asyncio as aioredis
 from fake_services import FakeSmtp, smtp_server  # noqa: F401  (fixture)
 from processor_support import drain, jobs, make_ctx, signal
+from redis_server import client as own_client
 
 from config import Settings
 from processors.errors import ProviderUnavailable
@@ -271,7 +272,7 @@ async def test_a_schedule_fires_exactly_once_with_three_workers(
     settings = smtp_settings(make_settings, smtp_server)
     schedule = await Schedules(settings, engine_redis).create(SCHEDULE, now=T0)
     assert schedule.nextRunAt == "2024-01-15T09:05:00.000Z"
-    clients = [aioredis.Redis.from_url(redis_url, decode_responses=True) for _ in range(3)]
+    clients = [own_client(redis_url, decode_responses=True) for _ in range(3)]
     try:
         workers = [Schedules(settings, client) for client in clients]
         due = T0 + timedelta(minutes=4)  # 09:06: the 09:05 run is due

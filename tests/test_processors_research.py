@@ -79,7 +79,7 @@ async def test_homepage_and_news_are_read_and_scored(engine_redis: aioredis.Redi
                                                      make_settings: Callable[..., Settings]) -> None:
     fake_http.homepage = HOMEPAGE
     fake_http.feed_items = NEWS
-    settings = make_settings(homepage_url=fake_http.homepage_url, homepage_allow_private=True,
+    settings = make_settings(homepage_url=fake_http.homepage_url,  # the operator's host: trusted
                              news_feed_urls=[fake_http.feed_url("{company}"), fake_http.feed_url("general")])
     result = await ResearchProcessor(settings, engine_redis).handle(make_ctx(engine_redis, settings, "research", DATA))
 
@@ -113,16 +113,6 @@ async def test_general_feed_keeps_only_items_naming_the_company(
     record = await Store(engine_redis, settings).research(result["researchId"])
     assert record is not None
     assert sorted(item["link"] for item in record["news"]) == ["https://news.test/1", "https://news.test/2"]
-
-
-async def test_homepage_on_a_private_address_is_refused(engine_redis: aioredis.Redis, fake_http: FakeHttp,
-                                                       make_settings: Callable[..., Settings]) -> None:
-    fake_http.homepage = HOMEPAGE
-    settings = make_settings(homepage_url=fake_http.homepage_url)  # private addresses not allowed
-    result = await ResearchProcessor(settings, engine_redis).handle(make_ctx(engine_redis, settings, "research", DATA))
-    record = await Store(engine_redis, settings).research(result["researchId"])
-    assert record is not None and record["website"] is None
-    assert "not a public address" in record["unavailable"]["website"]
 
 
 def _llm_settings(make_settings: Callable[..., Settings], fake: FakeHttp, **more: object) -> Settings:

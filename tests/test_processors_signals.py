@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 from processor_support import jobs, make_ctx, signal
+from redis_server import client as own_client
 
 from config import Settings
 from processors.periods import local_day, now_ms
@@ -76,7 +77,7 @@ async def test_a_batch_reports_unknown_types_per_item_and_records_the_rest(
 async def test_duplicates_under_concurrent_redelivery_count_once(
         redis_url: str, engine_redis: aioredis.Redis, settings: Settings) -> None:
     # Three workers (own clients) see the same two signals many times at once.
-    clients = [aioredis.Redis.from_url(redis_url, decode_responses=True) for _ in range(3)]
+    clients = [own_client(redis_url, decode_responses=True) for _ in range(3)]
     try:
         processors = [SignalProcessor(settings, client) for client in clients]
         batch = [signal("comp_1", "Demo Request", "sig_a", contactId="c_1"),
@@ -113,7 +114,7 @@ async def test_intent_crossing_enqueues_research_once_under_concurrency(
     settings = make_settings(intent_threshold=25)
     store = Store(engine_redis, settings)
     await store.save_profile("comp_1", companyName="Acme Corp", domain="acme-corp.com")
-    clients = [aioredis.Redis.from_url(redis_url, decode_responses=True) for _ in range(4)]
+    clients = [own_client(redis_url, decode_responses=True) for _ in range(4)]
     try:
         # Ten Demo Requests (weight 10) at once from four workers: the score crosses 25 once.
         runs = [SignalProcessor(settings, clients[i % 4]).process_signals([signal("comp_1", "Demo Request")])

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 import pytest
-import redis as sync_redis
+from redis_server import sync_client
 from redis.asyncio import Redis
 
 from config import Settings
@@ -102,7 +102,7 @@ async def test_sync_publisher_from_threads_and_the_worker_processes_everything(
 async def test_a_plain_sync_client_and_an_unvalidated_publisher(
         engine_redis: Redis, make_settings: Callable[..., Settings]) -> None:
     settings = make_settings()
-    client = sync_redis.Redis.from_url(settings.redis_connection_url())  # bytes replies work too
+    client = sync_client(settings.redis_connection_url(), decode_responses=False)  # bytes replies work too
     try:
         publisher = SyncSignalPublisher(client, settings, queue=Q)
         ids = publisher.publish_signals([{"n": n} for n in range(3)])

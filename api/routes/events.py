@@ -6,9 +6,11 @@ updates live instead of polling every counter.
     : keep-alive              a comment when nothing was sent for 15 s
 
 The answer starts at the present: each events stream's newest id is read once, then
-one blocking XREAD on every stream at once passes the last ids seen (never "$", which
-would drop what is added between two reads). The reads use their own pool (cap
-MAX_EVENT_STREAMS, one connection each); past it the answer is a 503. A stream ends
+one blocking XREAD on every stream at once (one per slot on a Redis Cluster) passes the
+last ids seen (never "$", which would drop what is added between two reads). The reads
+use their own pool (cap MAX_EVENT_STREAMS, one connection each; on a cluster, one per
+slot and stream); past it the answer is a 503. One token holds at most
+API_EVENTS_PER_TOKEN of them (a 429 past it), so one viewer cannot take every slot. A stream ends
 when the client goes away or the app shuts down.
 """
 
@@ -24,11 +26,12 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from api.errors import REQUEST_ID_HEADER, Unavailable, redis_unavailable
+from api.errors import REQUEST_ID_HEADER, TooMany, Unavailable, redis_unavailable
 from api.routes.common import now_ms
 from api.schemas import JobsOverview
-from api.state import ADMIN, EVENTS, REQUEST_ID, SETTINGS, EventStreams
+from api.state import ADMIN, EVENTS, PRINCIPAL, REQUEST_ID, SETTINGS, EventStreams
 from streams import connect
+from streams.connection import by_slot, is_cluster
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +45,9 @@ EMPTY_STREAM_ID = "0-0"
 async def events_context(app: web.Application) -> AsyncIterator[None]:
     """The event streams' own pool, for the app's life; shutdown ends the open streams."""
     settings = app[SETTINGS]
-    streams = EventStreams(connect(settings, max_connections=MAX_EVENT_STREAMS))
+    # On a cluster each open stream holds a connection per slot it reads, at worst one per queue partition.
+    slots = sum(policy.partitions for policy in settings.queues.values()) if is_cluster(settings) else 1
+    streams = EventStreams(connect(settings, max_connections=MAX_EVENT_STREAMS * slots))
     app[EVENTS] = streams
     yield
     streams.stopping.set()
@@ -56,13 +61,22 @@ async def stop_event_streams(app: web.Application) -> None:
 
 async def live_events(request: web.Request) -> web.StreamResponse:
     streams = request.app[EVENTS]
+    caller = request[PRINCIPAL].name
+    per_caller = request.app[SETTINGS].api_events_per_token
     if streams.open >= MAX_EVENT_STREAMS:
         raise Unavailable(f"{MAX_EVENT_STREAMS} event streams are open already; retry later")
+    if streams.by_caller[caller] >= per_caller:
+        raise TooMany(f"{caller} has {per_caller} event streams open already (API_EVENTS_PER_TOKEN); "
+                      "close one or retry later")
     streams.open += 1
+    streams.by_caller[caller] += 1
     try:
         return await _serve(request, streams)
     finally:
         streams.open -= 1
+        streams.by_caller[caller] -= 1
+        if not streams.by_caller[caller]:
+            del streams.by_caller[caller]
 
 
 async def _serve(request: web.Request, streams: EventStreams) -> web.StreamResponse:
@@ -127,20 +141,26 @@ async def _newest_ids(streams: EventStreams, keys: list[str]) -> dict[str, str]:
 
 
 async def _read_or_stop(streams: EventStreams, last_ids: dict[str, str], block_ms: int) -> list[Any] | None:
-    """The entries after `last_ids` (waiting up to block_ms); None once the app stops."""
-    read = asyncio.ensure_future(streams.redis.xread(dict(last_ids), count=READ_COUNT, block=block_ms))
+    """The entries after `last_ids` (waiting up to block_ms); None once the app stops.
+    One XREAD per Cluster slot (a read may not span slots), all blocking at once: the
+    first to answer ends the wait and the others are cancelled (their connections are
+    dropped and made again)."""
+    reads = [asyncio.ensure_future(streams.redis.xread({key: last_ids[key] for key in group},
+                                                       count=READ_COUNT, block=block_ms))
+             for group in by_slot(streams.redis, list(last_ids))]
     stop = asyncio.ensure_future(streams.stopping.wait())
     try:
-        await asyncio.wait((read, stop), return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait((*reads, stop), return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for task in (read, stop):
+        for task in (*reads, stop):
             if not task.done():
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-    if not read.done() or read.cancelled():
+    answered = [read for read in reads if read.done() and not read.cancelled()]
+    if not answered:
         return None
-    return read.result() or []
+    return [entry for read in answered for entry in (read.result() or [])]
 
 
 def _job_event(queue: str, entry_id: str, fields: dict[str, str]) -> bytes:

@@ -14,6 +14,7 @@ from aiohttp import web
 from api.errors import BadRequest, Invalid, NotFound
 from api.messages import body_details, invalid_field, query, read_json, respond, validated
 from api.routes.common import audit, job_id, now_ms
+from api.scope import require_scope
 from api.schemas import (JOB_ACTIONS, JOB_REQUESTS, JobActionQuery, JobActionResult, JobCreated, JobDetailView,
                          JobEnvelope, JobsOverview)
 from api.state import ADMIN, PRODUCER, SIGNAL_INTAKE
@@ -34,6 +35,7 @@ async def create_job(request: web.Request) -> web.Response:
     if kind is None:
         raise NotFound(f"unknown job type {job_type!r}; the types are: {', '.join(KINDS.types)}")
     data = validated(JOB_REQUESTS[job_type], raw).data  # type: ignore[attr-defined]
+    await require_scope(request, company=getattr(data, "companyId", None), email_to=getattr(data, "emailTo", None))
     if kind is SIGNALS:
         try:
             request.app[SIGNAL_INTAKE].validate(data)

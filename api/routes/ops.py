@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from api.errors import redis_unavailable
+from api.auth import bearer_principal
+from api.errors import redis_unavailable, unavailable_reason
 from api.messages import query, respond
 from api.routes.common import now_ms
 from api.ops_schemas import (AuditEntryView, AuditPage, Health, QueueStreams, Readiness, StreamsOverview,
@@ -14,6 +15,8 @@ from api.ops_schemas import (AuditEntryView, AuditPage, Health, QueueStreams, Re
 from api.schemas import PageQuery
 from api.state import ADMIN, AUDIT, OPENAPI, REDIS, SETTINGS
 from streams.registry import WorkerRegistry
+
+ANONYMOUS_HIDDEN = {"redis", "scripts"}  # /readyz details, for a caller with a token
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -23,8 +26,11 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     """Redis answers and holds every script; scripts it lost (a restart, a failover)
-    are loaded again here, so a ready answer means the next job can be added."""
+    are loaded again here, so a ready answer means the next job can be added. Anyone
+    gets the status and a reason word; the details (which say how Redis is reached)
+    need a valid token of any role."""
     admin = request.app[ADMIN]
+    detailed = bearer_principal(request) is not None
     try:
         await request.app[REDIS].ping()
         if not await admin.scripts_loaded():
@@ -32,8 +38,11 @@ async def readyz(request: web.Request) -> web.Response:
     except Exception as exc:
         if not redis_unavailable(exc):
             raise
-        return respond(Readiness(status="unavailable", redis=f"{type(exc).__name__}: {exc}", scripts=False), 503)
-    return respond(Readiness(status="ready", redis="ok", scripts=True))
+        answer = Readiness(status="unavailable", reason=unavailable_reason(exc), redis=f"{type(exc).__name__}: {exc}",
+                           scripts=False)
+        return respond(answer, 503, exclude=None if detailed else ANONYMOUS_HIDDEN)
+    return respond(Readiness(status="ready", redis="ok", scripts=True),
+                   exclude={"reason"} if detailed else ANONYMOUS_HIDDEN | {"reason"})
 
 
 async def streams_overview(request: web.Request) -> web.Response:

@@ -18,6 +18,7 @@ from aiohttp import web
 from api.errors import NotFound
 from api.messages import query, read_json, respond, validated
 from api.routes.common import audit
+from api.scope import require_scope, scoped
 from api.record_schemas import (CompanyView, ContactView, ReportView, ResearchView, ScheduleDeleted, ScheduleList,
                                 ScheduleQuery, ScheduleView)
 from api.state import PRODUCER, REDIS, SETTINGS
@@ -70,6 +71,7 @@ def _schedules(request: web.Request) -> Schedules:
 
 async def get_company(request: web.Request) -> web.Response:
     company_id = _outside_id(request, "companyId", "company")
+    await require_scope(request, company=company_id)
     today = local_day(now_ms(), request.app[SETTINGS].zone)
     days = [today - timedelta(days=n) for n in range(OVERVIEW_DAYS - 1, -1, -1)]
     overview = await _store(request).company_overview(company_id, days)
@@ -81,18 +83,23 @@ async def get_company(request: web.Request) -> web.Response:
 async def get_contact(request: web.Request) -> web.Response:
     contact_id = _outside_id(request, "contactId", "contact")
     record = _found(await _store(request).contact(contact_id), "contact", contact_id)
+    await require_scope(request, company=str(record.get("companyId", "")))
     return respond(ContactView.model_validate(record))
 
 
 async def get_research(request: web.Request) -> web.Response:
     research_id = _record_id(request, "researchId", "res", "research")
     record = _found(await _store(request).research(research_id), "research", research_id)
+    await require_scope(request, company=str(record.get("companyId", "")))
     return respond(ResearchView.model_validate(record))
 
 
 async def get_report(request: web.Request) -> web.Response:
     report_id = _record_id(request, "reportId", "rep", "report")
     store = _store(request)
+    if scoped(request):
+        record = _found(await store.report(report_id), "report", report_id)
+        await require_scope(request, company=str(record.get("companyId", "")))
     if prefers_html(request.headers.get("Accept", "")):
         html = _found(await store.report_html(report_id), "report", report_id)
         response = web.Response(text=html, content_type=HTML, charset="utf-8")
@@ -134,6 +141,7 @@ def _view(schedule: Schedule) -> ScheduleView:
 
 async def create_schedule(request: web.Request) -> web.Response:
     data = validated(ScheduleData, await read_json(request))
+    await require_scope(request, company=data.companyId, email_to=data.emailTo)
     schedule = await _schedules(request).create(data)
     await audit(request, "create-schedule", schedule.id, data.model_dump(mode="json"),
                 {"nextRunAt": schedule.nextRunAt})

@@ -6,7 +6,9 @@ configured signal types, as POST /api/jobs checks a signal) before anything is w
 the valid ones go to Redis in one pipeline (the fast path's wire format, through the
 streams SDK). An invalid item makes the whole request a 422 listing every failing item
 by index, and nothing is written; with ?partial=true the valid items are written and
-the invalid ones listed under `rejected`.
+the invalid ones listed under `rejected`. A signal over MAX_ENTRY_BYTES makes the whole
+request a 413 naming it and the limit (the worker would dead-letter it). A signal of a
+company outside the token's scope makes it a 403 (api.scope).
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from api.errors import ApiError, BadRequest, Invalid
 from api.messages import body_details, query, read_json, respond
 from api.record_schemas import SignalRejected, SignalsAccepted, SignalsQuery
 from api.schemas import ErrorDetail
+from api.scope import require_scope
 from api.state import REDIS, SETTINGS, SIGNAL_INTAKE
 from processors.intake import InvalidSignal, SignalIntake
+from streams.errors import EntryTooLarge
 from streams.signals_sdk import append_signals
 
 NDJSON = "application/x-ndjson"
@@ -40,12 +44,18 @@ async def ingest_signals(request: web.Request) -> web.Response:
                       [ErrorDetail(location="body", path=[], message="at least one signal is required")])
     if len(items) > limit:
         raise TooManySignals(f"{len(items)} signals in one request; at most {limit} (API_MAX_SIGNALS)")
+    for index, item in enumerate(items):
+        if isinstance(item, dict) and isinstance(item.get("companyId"), str):
+            await require_scope(request, company=item["companyId"].strip(), where=f"signal {index}: " if batch else "")
     intake = request.app[SIGNAL_INTAKE]
     entries: list[tuple[str, str]] = []
     rejected: list[SignalRejected] = []
     for index, item in enumerate(items):
         prefix: list[str | int] = [index] if batch else []
-        details = _check(intake, item, prefix, entries)
+        try:
+            details = _check(intake, item, prefix, entries)
+        except EntryTooLarge as exc:  # the whole request is refused, ?partial or not
+            raise EntryTooLarge(exc.size, exc.limit, f"signal {index}: " if batch else "") from None
         if details:
             rejected.append(SignalRejected(index=index, details=details))
     if rejected and not partial:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from conftest import FAST_RESEARCH, SEED_BODIES, TOKENS, Api, StartApi, fail, run_jobs
+from conftest import FAST_RESEARCH, SEED_BODIES, TOKENS, VIEWER_TOKEN, Api, StartApi, fail, run_jobs
 from redis_server import RedisServerFactory
 
 from config import Settings
@@ -210,6 +210,20 @@ async def test_redis_down_is_503_then_recovers_by_itself(start_api: StartApi, ke
     assert (await api.get("/readyz"))[1] == {"status": "ready", "redis": "ok", "scripts": True}
     assert (await api.get("/api/jobs"))[0] == 200
     await api.add()
+
+
+async def test_readyz_tells_anyone_a_reason_word_and_details_need_a_token(
+        start_api: StartApi, key_prefix: str, redis_server_factory: RedisServerFactory) -> None:
+    server = redis_server_factory(appendonly=False)
+    api = await start_api(Settings(redis_url=server.url, key_prefix=key_prefix, api_tokens=TOKENS))
+    assert await api.get("/readyz", token=None) == (200, {"status": "ready"})
+    server.kill()
+    anonymous = {"status": "unavailable", "reason": "redis_unreachable"}
+    assert await api.get("/readyz", token=None) == (503, anonymous)
+    assert await api.get("/readyz", token="not-a-token-of-this-server") == (503, anonymous)
+    status, detailed = await api.get("/readyz", token=VIEWER_TOKEN)
+    assert (status, detailed["reason"], detailed["scripts"]) == (503, "redis_unreachable", False)
+    assert detailed["redis"].startswith("ConnectionError") and str(server.port) in detailed["redis"]
 
 
 async def test_redis_out_of_memory_is_503_and_adds_nothing(start_api: StartApi, key_prefix: str,

@@ -7,13 +7,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import aiohttp
 import orjson
 import pytest
-from conftest import VIEWER_TOKEN, Api
+from conftest import ADMIN_TOKEN, VIEWER_TOKEN, Api
+from redis.asyncio import RedisCluster
 
 from api.routes import events
 from api.state import EVENTS
@@ -139,12 +140,36 @@ async def test_past_the_cap_the_answer_is_503(api: Api, monkeypatch: pytest.Monk
         await reader.until("figures")
 
 
+async def test_one_token_holds_at_most_its_share_of_the_streams(api: Api) -> None:
+    """API_EVENTS_PER_TOKEN (8): a viewer opening more gets 429; an admin still gets in."""
+    share = api.settings.api_events_per_token
+    assert share == 8
+    async with AsyncExitStack() as held:
+        for _ in range(share):
+            await (await held.enter_async_context(stream(api))).until("figures")
+        status, answer = await api.get("/api/events", token=VIEWER_TOKEN)
+        assert (status, answer["error"]) == (429, "too_many_requests")
+        assert "API_EVENTS_PER_TOKEN" in answer["message"]
+        async with stream(api, ADMIN_TOKEN) as admin:
+            await admin.until("figures")
+        assert api.client.server.app[EVENTS].by_caller["dashboard"] == share  # type: ignore[union-attr]
+    await until_closed(api)
+    async with stream(api) as reader:  # the share is given back when the streams end
+        await reader.until("figures")
+
+
 async def test_the_server_side_ends_when_the_client_goes_away(api: Api) -> None:
     async with stream(api) as reader:
         await reader.until("figures")
         assert open_streams(api) == 1
     await until_closed(api)
-    assert api.client.server.app[EVENTS].redis.connection_pool._in_use_connections == set()  # type: ignore
+    assert connections_in_use(api.client.server.app[EVENTS].redis) == 0
+
+
+def connections_in_use(client: Any) -> int:
+    if isinstance(client, RedisCluster):
+        return sum(len(node._connections) - len(node._free) for node in client.get_nodes())
+    return len(client.connection_pool._in_use_connections)
 
 
 async def test_shutdown_ends_open_streams(api: Api, caplog: pytest.LogCaptureFixture) -> None:
@@ -164,4 +189,4 @@ async def test_the_stream_is_documented(api: Api) -> None:
     assert status == 200
     operation = document["paths"]["/api/events"]["get"]
     assert list(operation["responses"]["200"]["content"]) == ["text/event-stream"]
-    assert {"401", "403", "503"} <= set(operation["responses"]) and operation["tags"] == ["operations"]
+    assert {"401", "403", "429", "503"} <= set(operation["responses"]) and operation["tags"] == ["operations"]
