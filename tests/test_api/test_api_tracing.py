@@ -25,8 +25,7 @@ async def test_one_trace_from_the_api_through_the_worker_and_its_http_call(
         incoming: bool, spans: InMemorySpanExporter, start_api: StartApi, fake_http: FakeHttp,
         make_settings: Callable[..., Settings], engine_redis: aioredis.Redis) -> None:
     fake_http.homepage = "<html><head><title>Acme Corp</title></head><body><h1>Acme</h1></body></html>"
-    settings = make_settings(api_tokens=TOKENS, research=FAST_RESEARCH, homepage_url=fake_http.homepage_url,
-                             homepage_allow_private=True)
+    settings = make_settings(api_tokens=TOKENS, research=FAST_RESEARCH, homepage_url=fake_http.homepage_url)
     api = await start_api(settings)
     headers = {"traceparent": traceparent(CALLER_TRACE, CALLER_SPAN)} if incoming else {}
     status, created = await api.post("/api/jobs", {"type": "research", "data": {
