@@ -28,7 +28,7 @@ from test_cli import REPO_ROOT, clean_env
 from cli.embedded_redis import free_port
 from cli.redis_binary import RedisServerNotFound, find_redis_server
 
-SOURCES = ("api", "cli", "config", "processors", "streams", "pyproject.toml", "README.md")
+SOURCES = ("api", "cli", "config", "processors", "sink", "streams", "pyproject.toml", "README.md")
 STARTED_WITHIN_S = 60.0
 
 
