@@ -1,9 +1,14 @@
 # Everyday verbs for tgjobs. `make` alone lists them; every verb builds .venv first.
 
 PYTHON ?= python3
-VENV := .venv
+VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+comma := ,
+# Extras for running, e.g. `make run EXTRAS=otel` (tracing); the test extra is make test's.
+EXTRAS ?=
+RUN_SPEC := .$(if $(EXTRAS),[$(EXTRAS)])
+RUN_STAMP := $(VENV)/.installed-run$(if $(EXTRAS),-$(subst $(comma),-,$(EXTRAS)))
+TEST_STAMP := $(VENV)/.installed-test
 PYTEST_ARGS ?=
 # queue-clean: which queue (default: every configured one), and how old finished jobs must be.
 QUEUE ?=
@@ -11,7 +16,7 @@ GRACE ?= 24h
 LIMIT ?= 10000
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test test-cluster screenshot workers queue-status queue-clean redis-start redis-stop
+.PHONY: help venv run-deps run test test-cluster screenshot workers queue-status queue-clean redis-start redis-stop
 
 help:
 	@echo "make run           start Redis (embedded unless REDIS_URL is set) and the workers"
@@ -23,17 +28,25 @@ help:
 	@echo "make queue-clean   delete completed and failed jobs finished over GRACE (24h) ago; QUEUE=name for one"
 	@echo "make redis-start   run the embedded redis-server in the foreground"
 	@echo "make redis-stop    stop the embedded redis-server (from another shell)"
-	@echo "make venv          create .venv and install the project with its test extras"
+	@echo "make venv          create .venv and install the project with its test extra"
 
-venv: $(STAMP)
+# Each install runs again only when pyproject.toml is newer than its stamp. Running needs
+# the package alone (plus EXTRAS); testing adds the test extra, which covers running too.
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
 
-# Reinstall only when pyproject.toml is newer than the stamp.
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -e '.[test]'
+$(RUN_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '$(RUN_SPEC)'
 	touch $@
 
-run: venv
+$(TEST_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@ $(if $(EXTRAS),,$(RUN_STAMP))
+
+venv: $(TEST_STAMP)
+run-deps: $(RUN_STAMP)
+
+run: run-deps
 	$(BIN)/tgjobs up
 
 test: venv
@@ -51,13 +64,13 @@ test-cluster: venv
 screenshot: venv
 	UPDATE_SCREENSHOT=1 $(BIN)/pytest -q tests/test_dashboard.py
 
-workers: venv
+workers: run-deps
 	$(BIN)/tgjobs workers
 
-queue-status: venv
+queue-status: run-deps
 	$(BIN)/tgjobs status
 
-queue-clean: venv
+queue-clean: run-deps
 	@set -e; queues="$(QUEUE)"; \
 	if [ -z "$$queues" ]; then queues=$$($(BIN)/python -c 'from config import load_settings; print(" ".join(load_settings().queues))'); fi; \
 	for q in $$queues; do \
@@ -65,8 +78,8 @@ queue-clean: venv
 		$(BIN)/tgjobs clean $$q --grace $(GRACE) --limit $(LIMIT) --type failed; \
 	done
 
-redis-start: venv
+redis-start: run-deps
 	$(BIN)/tgjobs redis
 
-redis-stop: venv
+redis-stop: run-deps
 	$(BIN)/tgjobs redis --stop
