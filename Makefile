@@ -49,17 +49,18 @@ run-deps: $(RUN_STAMP)
 run: run-deps
 	$(BIN)/tgjobs up
 
-test: venv
-	$(BIN)/pytest -q $(PYTEST_ARGS)
-	$(MAKE) --no-print-directory test-cluster
-
 # The engine, the workers and the API's job endpoints again, on a private 3-master Redis Cluster.
 CLUSTER_TESTS := tests/test_traps.py tests/test_partitions.py tests/test_processes.py tests/test_admin.py \
 	tests/test_fastpath.py tests/test_signals_sdk.py tests/test_api/test_api_seed.py \
 	tests/test_api/test_api_stream_jobs.py tests/test_api/test_api_errors.py tests/test_api/test_api_signals.py
+TEST_CLUSTER := TEST_REDIS=cluster $(BIN)/pytest -q $(PYTEST_ARGS) $(CLUSTER_TESTS)
+
+test: venv
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+	$(TEST_CLUSTER)
 
 test-cluster: venv
-	TEST_REDIS=cluster $(BIN)/pytest -q $(PYTEST_ARGS) $(CLUSTER_TESTS)
+	$(TEST_CLUSTER)
 
 screenshot: venv
 	UPDATE_SCREENSHOT=1 $(BIN)/pytest -q tests/test_dashboard.py

@@ -49,6 +49,7 @@ def test_nothing_is_installed_again_while_pyproject_is_unchanged(venv: Path) -> 
         (venv / stamp).touch()
         os.utime(venv / stamp, (later, later))
     assert planned("run", venv) == [f"{venv}/bin/tgjobs up"]
-    assert planned("test", venv) == [f"{venv}/bin/pytest -q "]
+    single, cluster = planned("test", venv)
+    assert single == f"{venv}/bin/pytest -q " and cluster.startswith(f"TEST_REDIS=cluster {venv}/bin/pytest -q ")
     os.utime(venv / ".installed-run", (later - 120, later - 120))  # pyproject.toml changed since
     assert [s for s in planned("run", venv) if " install " in s] == [f"{venv}/bin/pip install -q -e '.'"]
