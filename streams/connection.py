@@ -118,12 +118,22 @@ def _cluster_client(settings: Settings, max_connections: int) -> RedisCluster:
     return client
 
 
+class _BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
+    """Sentinel's pool (connections go to the primary the sentinels name) that waits for
+    a free connection when full, as the plain client's pool does, rather than failing."""
+
+
 def _sentinel_client(settings: Settings, max_connections: int) -> Redis:
-    """The primary the sentinels name now; after a failover the pool asks them again."""
+    """The primary the sentinels name now; a new connection asks them again, and one to
+    a primary demoted or gone fails (a transient error) so that the next one does."""
     sentinel = Sentinel(list(settings.redis_sentinels), sentinel_kwargs=_sentinel_auth(settings),
                         **_primary_auth(settings), **_connection_options(settings))
-    return sentinel.master_for(settings.redis_sentinel_master, redis_class=Redis,
-                               connection_pool_class=SentinelConnectionPool, max_connections=max_connections)
+    client = sentinel.master_for(settings.redis_sentinel_master, redis_class=Redis,
+                                 connection_pool_class=_BlockingSentinelPool, max_connections=max_connections,
+                                 timeout=None)
+    pool = client.connection_pool
+    pool.connection_class = _packed_by_hiredis(pool.connection_class)
+    return client
 
 
 def _sentinel_auth(settings: Settings) -> dict[str, Any]:
