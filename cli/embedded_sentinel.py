@@ -58,11 +58,12 @@ class EmbeddedSentinel:
         self.sentinel_password = sentinel_password
         self._private_dir = data_dir is None
         self._dir = Path(data_dir) if data_dir is not None else Path(tempfile.mkdtemp(prefix="tgjobs-sentinel-"))
-        auth = ("--masterauth", password) if password is not None else ()
-        first = EmbeddedRedis(self._dir / "node-0", appendonly=False, password=password, extra_args=auth)
+        # A replica's first sync starts at once, not after the default 5 s wait for others.
+        args = ("--repl-diskless-sync-delay", "0", *(("--masterauth", password) if password is not None else ()))
+        first = EmbeddedRedis(self._dir / "node-0", appendonly=False, password=password, extra_args=args)
         self.nodes = [first] + [
             EmbeddedRedis(self._dir / f"node-{i}", appendonly=False, password=password,
-                          extra_args=(*auth, "--replicaof", LOOPBACK, str(first.port)))
+                          extra_args=(*args, "--replicaof", LOOPBACK, str(first.port)))
             for i in range(1, replicas + 1)]
         config = "\n".join([
             f"sentinel monitor {master_name} {LOOPBACK} {first.port} {sentinels // 2 + 1}",
@@ -112,14 +113,26 @@ class EmbeddedSentinel:
         host, port = self._ask_sentinels("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.master_name)
         return next(node for node in self.nodes if node.port == int(port))
 
+    def failover(self) -> EmbeddedRedis:
+        """A coordinated failover (SENTINEL FAILOVER): the primary is demoted to a replica
+        of the one promoted, as for maintenance; returns the new primary."""
+        old = self.primary()
+        self._ask_sentinels("SENTINEL", "FAILOVER", self.master_name)
+        return self.wait_failover(old)
+
     def wait_failover(self, old: EmbeddedRedis, timeout_s: float = SETTLE_TIMEOUT_S) -> EmbeddedRedis:
         """Until the sentinels name another primary than ``old`` and it says it is one."""
         def promoted() -> bool:
             new = self.primary()
-            return new is not old and self._info(new).get("role") == "master"
+            return new is not old and self.role(new) == "master"
 
         self._until(promoted, "the sentinels to promote a replica", timeout_s)
         return self.primary()
+
+    def role(self, node: EmbeddedRedis) -> str:
+        """What `node` says it is: "master" or "slave" (a demoted primary turns into one
+        when a sentinel next looks at it, seconds after the failover)."""
+        return str(self._info(node)["role"])
 
     def _sentinels_settled(self) -> bool:
         wanted = {"num-slaves": len(self.nodes) - 1, "num-other-sentinels": len(self.sentinels) - 1}

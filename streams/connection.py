@@ -18,10 +18,10 @@ import hiredis
 import redis as sync_redis
 from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster, Sentinel
 from redis.asyncio.connection import AbstractConnection
-from redis.asyncio.sentinel import SentinelConnectionPool
 from redis.exceptions import DataError, RedisError
 
 from config import Settings
+from streams.sentinel import PrimaryFollowingPool, SyncPrimaryFollowingPool, name_by_address
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,8 @@ def connect_sync(settings: Settings) -> sync_redis.Redis | sync_redis.RedisClust
     if settings.redis_sentinel_mode:
         sentinel = sync_redis.Sentinel(list(settings.redis_sentinels), sentinel_kwargs=_sentinel_auth(settings),
                                        **_primary_auth(settings), **options)
-        return sentinel.master_for(settings.redis_sentinel_master)
+        name_by_address(sentinel.sentinels)
+        return sentinel.master_for(settings.redis_sentinel_master, connection_pool_class=SyncPrimaryFollowingPool)
     if is_cluster(settings):
         return sync_redis.RedisCluster.from_url(settings.redis_connection_url(), **options)
     return sync_redis.Redis.from_url(settings.redis_connection_url(), **options)
@@ -118,18 +119,13 @@ def _cluster_client(settings: Settings, max_connections: int) -> RedisCluster:
     return client
 
 
-class _BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
-    """Sentinel's pool (connections go to the primary the sentinels name) that waits for
-    a free connection when full, as the plain client's pool does, rather than failing."""
-
-
 def _sentinel_client(settings: Settings, max_connections: int) -> Redis:
-    """The primary the sentinels name now; a new connection asks them again, and one to
-    a primary demoted or gone fails (a transient error) so that the next one does."""
+    """The primary the sentinels name, followed through a failover (streams.sentinel)."""
     sentinel = Sentinel(list(settings.redis_sentinels), sentinel_kwargs=_sentinel_auth(settings),
                         **_primary_auth(settings), **_connection_options(settings))
+    name_by_address(sentinel.sentinels)
     client = sentinel.master_for(settings.redis_sentinel_master, redis_class=Redis,
-                                 connection_pool_class=_BlockingSentinelPool, max_connections=max_connections,
+                                 connection_pool_class=PrimaryFollowingPool, max_connections=max_connections,
                                  timeout=None)
     pool = client.connection_pool
     pool.connection_class = _packed_by_hiredis(pool.connection_class)
