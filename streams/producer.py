@@ -20,6 +20,7 @@ from streams.errors import EntryTooLarge, InvalidJob, UnknownQueue
 from streams.job import new_job_id
 from streams.keeping import keeps_records
 from streams.keys import Lane, QueueKeys, idempotency_digest, partition_keys, partition_of
+from streams.replication import ReplicaWait
 from streams.scripts import QueueScripts, Scripts
 
 BATCH_CHUNK = 500
@@ -98,15 +99,17 @@ class EntryRouter:
         return partition_of(str(value), count)
 
 
-async def append_entries(redis: Redis, entries: Sequence[tuple[str, str]], chunk: int = BATCH_CHUNK) -> list[str]:
+async def append_entries(wait: ReplicaWait, entries: Sequence[tuple[str, str]],
+                         chunk: int = BATCH_CHUNK) -> list[str]:
     """XADDs wire-format entries, (stream key, data JSON) each, one pipeline per
-    `chunk`; returns their entry ids in order."""
+    `chunk` (waited for by `wait`'s replicas); returns their entry ids in order."""
     ids: list[str] = []
     for start in range(0, len(entries), chunk):
-        pipe = redis.pipeline(transaction=False)
-        for stream, data in entries[start:start + chunk]:
+        part = entries[start:start + chunk]
+        pipe = wait.redis.pipeline(transaction=False)
+        for stream, data in part:
             pipe.xadd(stream, {DATA_FIELD: data})
-        ids += await pipe.execute()
+        ids += await wait.execute(pipe, {stream for stream, _ in part})
     return ids
 
 
@@ -155,7 +158,7 @@ class Producer:
             raise InvalidJob(f"idempotency_key: not supported on {scripts.queue}, a queue without job "
                              "records (its handler deduplicates by the data's own id)")
         entries = [(router.stream(spec), encode_data(spec, max_bytes)) for spec in specs]
-        entry_ids = await append_entries(scripts.scripts.redis, entries)
+        entry_ids = await append_entries(scripts.wait, entries)
         return [AddedJob(router.job_id(stream, entry_id), scripts.queue, True)
                 for (stream, _), entry_id in zip(entries, entry_ids)]
 
