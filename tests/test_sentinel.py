@@ -192,9 +192,11 @@ class Client:
 
 
 @on_own_servers
-@pytest.mark.parametrize("how", ["kill", "failover"])
+@pytest.mark.parametrize(("how", "wait_replicas"), [("kill", 0), ("failover", 0), ("failover", 1)])
 async def test_work_resumes_after_the_primary_is_killed_or_demoted(
-        how: str, deployment: EmbeddedSentinel, env: dict[str, str], start: Callable[..., Process]) -> None:
+        how: str, wait_replicas: int, deployment: EmbeddedSentinel, env: dict[str, str],
+        start: Callable[..., Process]) -> None:
+    env["REDIS_WAIT_REPLICAS"] = str(wait_replicas)
     port = free_port()
     up = start("up", "--host", "127.0.0.1", "--port", str(port), "--queues", "signals")
     workers = start("workers", "--queues", "signals")
@@ -218,8 +220,10 @@ async def test_work_resumes_after_the_primary_is_killed_or_demoted(
                 new = await asyncio.to_thread(deployment.failover)
             named_at = time.monotonic()
             # A demoted primary takes writes until the sentinels name the new one, and until
-            # each pool asks them again (once a second): writes it took then are lost.
-            settled_at = named_at + FOLLOW_EVERY_S + MARGIN_S if how == "failover" else switched_at
+            # each pool asks them again (once a second): writes it took then are lost, unless
+            # they waited for a replica (it has none: that one is the new primary).
+            settled_at = named_at + FOLLOW_EVERY_S + MARGIN_S if how == "failover" and not wait_replicas \
+                else switched_at
             await eventually(lambda: len(client.acknowledged(after=settled_at)) >= JOBS_EACH_SIDE, 30,
                              what=lambda: f"{client.statuses}\n{logs()}")
             if how == "failover":  # jobs come until the old primary is a replica (its writes dropped)
@@ -232,7 +236,7 @@ async def test_work_resumes_after_the_primary_is_killed_or_demoted(
                          what=lambda: f"every job acknowledged outside the switch completed\n{logs()}")
         in_switch = client.acknowledged(after=switched_at, before=settled_at)
         lost = await client.unfinished(in_switch)
-        print(f"{how}: new primary named after {named_at - switched_at:.1f}s; answers {dict(client.statuses)}; "
+        print(f"{how}, REDIS_WAIT_REPLICAS={wait_replicas}: new primary named after {named_at - switched_at:.1f}s; answers {dict(client.statuses)}; "
               f"{len(must_complete)} jobs acknowledged outside the switch, all completed; "
               f"{len(in_switch)} during it, {len(lost)} of them lost")
 
@@ -240,8 +244,10 @@ async def test_work_resumes_after_the_primary_is_killed_or_demoted(
         # Never a 500, and nobody was restarted: both processes still run.
         assert set(client.statuses) <= {200, 201, 503}, (client.statuses, logs())
         assert up.proc.poll() is None and workers.proc.poll() is None, logs()
-        if how == "kill":  # a coordinated failover is seamless: no request fails
-            assert client.statuses[503] > 0, client.statuses
+        # A coordinated failover is seamless, unless writes wait for a replica: the new
+        # primary has none until the sentinels turn the old one into its replica.
+        assert (client.statuses[503] > 0) == (how == "kill" or wait_replicas > 0), client.statuses
+        if how == "kill":
             for process in (up, workers):
                 assert "Redis reachable again" in process.log(), logs()
         else:
