@@ -3,8 +3,11 @@ data nodes and the sentinels each behind their own password. `tgjobs up` (the AP
 worker) and a second `tgjobs workers` find the primary through the sentinels while jobs
 flow through the API; then the primary is SIGKILLed (the sentinels promote the replica)
 or demoted by a coordinated `SENTINEL FAILOVER`. Work resumes without restarting
-anything: the API answers 503 (never 500) meanwhile, and every job it acknowledged,
-before or after, completes. `tgjobs status` and the sync SDK then reach the new primary.
+anything, the API answers 503 (never 500) meanwhile, and every job it acknowledged before
+or after the switch completes; in a coordinated failover without REDIS_WAIT_REPLICAS,
+jobs acknowledged by the old primary while it still took writes (until the sentinels
+named the new one, plus a second for the pools to follow) may be lost, and are counted.
+`tgjobs status` and the sync SDK then reach the new primary.
 """
 
 from __future__ import annotations
