@@ -7,7 +7,8 @@ anything, the API answers 503 (never 500) meanwhile, and every job it acknowledg
 or after the switch completes; in a coordinated failover without REDIS_WAIT_REPLICAS,
 jobs acknowledged by the old primary while it still took writes (until the sentinels
 named the new one, plus a second for the pools to follow) may be lost, and are counted.
-`tgjobs status` and the sync SDK then reach the new primary.
+The sync SDK, connected before, publishes after the switch to the new primary too, and
+`tgjobs status` reaches it.
 """
 
 from __future__ import annotations
@@ -29,11 +30,12 @@ from redis_server import on_cluster
 from test_cli import clean_env, one_line_error
 from test_processes import eventually
 
-from cli.embedded_redis import free_port
+from cli.embedded_redis import EmbeddedRedis, free_port
 from cli.embedded_sentinel import EmbeddedSentinel
 from cli.redis_binary import RedisServerNotFound, find_redis_server
 from config import Settings
 from streams.sentinel import FOLLOW_EVERY_S
+from streams.replication import NotReplicated
 from streams.signals_sdk import SyncSignalPublisher
 
 ROOT = Path(__file__).parents[1]
@@ -194,6 +196,32 @@ class Client:
             return False
 
 
+def sdk(env: dict[str, str]) -> SyncSignalPublisher:
+    settings = Settings(redis_sentinels=env["REDIS_SENTINELS"], redis_sentinel_master=MASTER,
+                        redis_sentinel_password=SENTINEL_PASSWORD, redis_password=PRIMARY_PASSWORD,
+                        key_prefix=env["KEY_PREFIX"], redis_wait_replicas=int(env["REDIS_WAIT_REPLICAS"]))
+    return SyncSignalPublisher.connect(settings, queue="signals")
+
+
+def publish(publisher: SyncSignalPublisher, signal_id: str) -> str:
+    """One signal through the sync SDK, sent again while replicas do not confirm it."""
+    while True:
+        try:
+            return publisher.publish_signal({"signalId": signal_id, "signalType": "Email Open",
+                                             "companyId": "comp_1", "data": {}})
+        except NotReplicated:
+            time.sleep(0.2)
+
+
+async def switch_primary(deployment: EmbeddedSentinel, how: str) -> tuple[EmbeddedRedis, EmbeddedRedis]:
+    """SIGKILL the primary or demote it (SENTINEL FAILOVER); (old, new) once a replica is named."""
+    old = deployment.primary()
+    if how == "kill":
+        old.kill()
+        return old, await asyncio.to_thread(deployment.wait_failover, old)
+    return old, await asyncio.to_thread(deployment.failover)
+
+
 @on_own_servers
 @pytest.mark.parametrize(("how", "wait_replicas"), [("kill", 0), ("failover", 0), ("failover", 1)])
 async def test_work_resumes_after_the_primary_is_killed_or_demoted(
@@ -203,6 +231,7 @@ async def test_work_resumes_after_the_primary_is_killed_or_demoted(
     port = free_port()
     up = start("up", "--host", "127.0.0.1", "--port", str(port), "--queues", "signals")
     workers = start("workers", "--queues", "signals")
+    publisher = sdk(env)  # connected before the switch: its pool must follow the primary too
 
     def logs() -> str:
         return "\n".join(f"--- {p.log_path.name}:\n{p.log()[-4000:]}" for p in (up, workers))
@@ -210,17 +239,13 @@ async def test_work_resumes_after_the_primary_is_killed_or_demoted(
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
         client = Client(session, f"http://127.0.0.1:{port}")
         await eventually(client.ready, 30, interval=0.1, what=logs)
+        sdk_jobs = [publish(publisher, "sig_sdk_before")]
         stop = asyncio.Event()
         flows = [asyncio.create_task(client.add_until(stop)), asyncio.create_task(client.read_until(stop))]
         try:
             await eventually(lambda: len(client.acked) >= JOBS_EACH_SIDE, 20, what=logs)
-            old = deployment.primary()
             switched_at = time.monotonic()
-            if how == "kill":
-                old.kill()
-                new = await asyncio.to_thread(deployment.wait_failover, old)
-            else:
-                new = await asyncio.to_thread(deployment.failover)
+            old, new = await switch_primary(deployment, how)
             named_at = time.monotonic()
             # A demoted primary takes writes until the sentinels name the new one, and until
             # each pool asks them again (once a second): writes it took then are lost, unless
@@ -229,48 +254,34 @@ async def test_work_resumes_after_the_primary_is_killed_or_demoted(
                 else switched_at
             await eventually(lambda: len(client.acknowledged(after=settled_at)) >= JOBS_EACH_SIDE, 30,
                              what=lambda: f"{client.statuses}\n{logs()}")
+            sdk_jobs.append(await asyncio.to_thread(publish, publisher, "sig_sdk_after"))
             if how == "failover":  # jobs come until the old primary is a replica (its writes dropped)
                 await eventually(lambda: deployment.role(old) == "slave", 30, what=logs)
         finally:
             stop.set()
             await asyncio.gather(*flows)
-        must_complete = client.acknowledged(before=switched_at) + client.acknowledged(after=settled_at)
+            publisher.close()
+        must_complete = client.acknowledged(before=switched_at) + client.acknowledged(after=settled_at) + sdk_jobs
         await eventually(lambda: client.completed(must_complete), 30, interval=0.2,
                          what=lambda: f"every job acknowledged outside the switch completed\n{logs()}")
         in_switch = client.acknowledged(after=switched_at, before=settled_at)
         lost = await client.unfinished(in_switch)
-        print(f"{how}, REDIS_WAIT_REPLICAS={wait_replicas}: new primary named after {named_at - switched_at:.1f}s; answers {dict(client.statuses)}; "
-              f"{len(must_complete)} jobs acknowledged outside the switch, all completed; "
-              f"{len(in_switch)} during it, {len(lost)} of them lost")
+        print(f"{how}, REDIS_WAIT_REPLICAS={wait_replicas}: new primary named after {named_at - switched_at:.1f}s; "
+              f"answers {dict(client.statuses)}; {len(must_complete)} jobs acknowledged outside the switch, all "
+              f"completed; {len(in_switch)} during it, {len(lost)} of them lost")
 
-        assert new is not old
-        # Never a 500, and nobody was restarted: both processes still run.
-        assert set(client.statuses) <= {200, 201, 503}, (client.statuses, logs())
-        assert up.proc.poll() is None and workers.proc.poll() is None, logs()
-        # A coordinated failover is seamless, unless writes wait for a replica: the new
-        # primary has none until the sentinels turn the old one into its replica.
-        assert (client.statuses[503] > 0) == (how == "kill" or wait_replicas > 0), client.statuses
-        if how == "kill":
-            for process in (up, workers):
-                assert "Redis reachable again" in process.log(), logs()
-        else:
-            for process in (up, workers):
-                assert f"as primary {MASTER!r} now" in process.log(), logs()
-        assert PRIMARY_PASSWORD not in logs() and SENTINEL_PASSWORD not in logs()
-
-        # The CLI and the sync SDK find the new primary through the sentinels.
-        status = tgjobs(env, "status", "--json")
-        assert status.returncode == 0 and '"queue":"signals"' in status.stdout, status
-        settings = Settings(redis_sentinels=env["REDIS_SENTINELS"], redis_sentinel_master=MASTER,
-                            redis_sentinel_password=SENTINEL_PASSWORD, redis_password=PRIMARY_PASSWORD,
-                            key_prefix=env["KEY_PREFIX"])
-        publisher = SyncSignalPublisher.connect(settings, queue="signals")
-        try:
-            job_id = publisher.publish_signal({"signalId": "sig_sdk", "signalType": "Email Open",
-                                               "companyId": "comp_1", "data": {}})
-        finally:
-            publisher.close()
-        await eventually(lambda: client.completed([job_id]), 15, interval=0.2, what=logs)
+    assert new is not old
+    # Never a 500, and nobody was restarted: both processes still run.
+    assert set(client.statuses) <= {200, 201, 503}, (client.statuses, logs())
+    assert up.proc.poll() is None and workers.proc.poll() is None, logs()
+    # A coordinated failover is seamless, unless writes wait for a replica: the new
+    # primary has none until the sentinels turn the old one into its replica.
+    assert (client.statuses[503] > 0) == (how == "kill" or wait_replicas > 0), client.statuses
+    for process in (up, workers):
+        assert ("Redis reachable again" if how == "kill" else f"as primary {MASTER!r} now") in process.log(), logs()
+    assert PRIMARY_PASSWORD not in logs() and SENTINEL_PASSWORD not in logs()
+    status = tgjobs(env, "status", "--json")  # the CLI, started afresh, finds the new primary
+    assert status.returncode == 0 and '"queue":"signals"' in status.stdout, status
 
 
 @on_own_servers
