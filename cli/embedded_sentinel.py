@@ -14,8 +14,10 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import redis
 
@@ -143,12 +145,12 @@ class EmbeddedSentinel:
                 return False
         return True
 
-    def _ask_sentinels(self, *command: str) -> list[str]:
+    def _ask_sentinels(self, *command: str) -> Any:
         """The first running sentinel's answer."""
         for sentinel in self.sentinels:
             if sentinel.running:
                 with self._client(sentinel) as client:
-                    return client.execute_command(*command)  # type: ignore[no-any-return]
+                    return client.execute_command(*command)
         raise RedisStartError("no sentinel is running")
 
     def _client(self, process: EmbeddedRedis) -> redis.Redis:
@@ -160,11 +162,11 @@ class EmbeddedSentinel:
         with self._client(node) as client:
             return client.info("replication")  # type: ignore[no-any-return]
 
-    def _until(self, condition: object, what: str, timeout_s: float = SETTLE_TIMEOUT_S) -> None:
+    def _until(self, condition: Callable[[], bool], what: str, timeout_s: float = SETTLE_TIMEOUT_S) -> None:
         deadline = time.monotonic() + timeout_s
         while True:
             try:
-                if condition():  # type: ignore[operator]
+                if condition():
                     return
             except redis.RedisError:
                 pass  # a process starting, or the one just killed
