@@ -25,6 +25,7 @@ from processors.record_keys import COUNT_FIELD, CompanyKeys
 from processors.store import Store
 from processors.triggers import Trigger, contact_id, enrichment_trigger, research_trigger
 from streams import JobContext, JobSpec, Producer, UnrecoverableError
+from streams import tracing
 from streams.context import BatchHandler, batch_handler
 from streams.replication import ReplicaWait
 from streams.scripts import script_source
@@ -126,7 +127,8 @@ class SignalProcessor:
                 except ValidationError as exc:
                     outcomes[index] = UnrecoverableError(f"invalid signal: {exc}")
             if valid:
-                results = await self.process_signals([signal for _, signal in valid])
+                with tracing.span("signals batch", {"tgjobs.signals": len(valid)}):
+                    results = await self.process_signals([signal for _, signal in valid])
                 for (index, _), result in zip(valid, results):
                     outcomes[index] = UnrecoverableError(result.error) if result.error else result.as_dict()
             return outcomes

@@ -66,6 +66,7 @@ class Delivery:
     attempts_made: int
     stalls: int
     delivery: int
+    traceparent: str | None = None  # the trace context of the span that added the job
 
     @property
     def entry_key(self) -> str:
@@ -74,10 +75,12 @@ class Delivery:
         return f"{self.lane}:{self.entry_id}"
 
     @classmethod
-    def from_reply(cls, row: list[Any], delivery: int = 1) -> Delivery:
-        lane, entry_id, job_id, raw, attempts, stalls = row[:6]
+    def from_reply(cls, row: list[Any]) -> Delivery:
+        """A row of read.lua or reclaim.lua: lane, entry id, job id, data, attempts made,
+        stalls, delivery count[, traceparent]."""
+        lane, entry_id, job_id, raw, attempts, stalls, delivery = row[:7]
         return cls(int(lane), entry_id, job_id, raw or None, int(attempts or 0), int(stalls or 0),
-                   int(row[6]) if len(row) > 6 else delivery)
+                   int(delivery), (row[7] or None) if len(row) > 7 else None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,13 +130,15 @@ class QueueScripts:
     def policy(self) -> QueuePolicy:
         return self.settings.policy(self.queue)
 
-    async def add(self, jobs: list[tuple[str, str, str, Lane, float, str]]) -> list[tuple[str, bool]]:
-        """jobs: (id, name, data JSON, lane, delay seconds, idempotency digest or '')."""
+    async def add(self, jobs: list[tuple[str, str, str, Lane, float, str]],
+                  traceparent: str = "") -> list[tuple[str, bool]]:
+        """jobs: (id, name, data JSON, lane, delay seconds, idempotency digest or '');
+        `traceparent`: the adding span's trace context, kept in each record ('' = none)."""
         k, policy = self.keys, self.policy
         encoded = orjson.dumps([(job_id, name, data, LANES.index(lane) + 1, _ms(delay), digest)
                                 for job_id, name, data, lane, delay, digest in jobs])
         args = [self.queue, policy.attempts, policy.max_stalls, _ms(self.settings.idempotency_window),
-                self.settings.events_max_len, encoded]
+                self.settings.events_max_len, encoded, traceparent]
         keys = [*k.lanes, k.state_index("waiting"), k.scheduled, k.events, k.job_prefix,
                 k.idempotency_prefix]
         reply = await self._write("add", keys, args)
@@ -216,8 +221,9 @@ class QueueScripts:
                                                    [GROUP, consumer, want, weights, rate_max, rate_window])
         kind, prefix = reply[0], k.entry_job_prefix
         if kind == "entries":
-            return ReadResult("jobs", [Delivery(int(lane), entry_id, prefix + entry_id, data or None, 0, 0, 1)
-                                       for lane, entry_id, data in reply[1]])
+            return ReadResult("jobs", [Delivery(int(lane), entry_id, prefix + entry_id, data or None, 0, 0, 1,
+                                                traceparent or None)
+                                       for lane, entry_id, data, traceparent in reply[1]])
         if kind == "limited":
             return ReadResult("limited", [], int(reply[1]))
         if kind == "empty":

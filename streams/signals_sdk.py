@@ -31,7 +31,8 @@ from streams.connection import connect_sync
 from streams.replication import ReplicaWait
 from streams.errors import EntryTooLarge, InvalidJob, UnknownQueue
 from streams.keeping import keeps_records
-from streams.producer import DATA_FIELD, EntryRouter, JobSpec, append_entries, encode_data
+from streams import tracing
+from streams.producer import EntryRouter, JobSpec, append_entries, encode_data, entry_fields
 
 CHUNK_SIZE = 1000
 
@@ -120,7 +121,8 @@ class SignalPublisher:
 async def append_signals(wait: ReplicaWait, encoder: SignalEncoder, entries: Sequence[tuple[str, str]],
                          chunk_size: int = CHUNK_SIZE) -> list[str]:
     """XADDs signals `encoder` encoded, one pipeline per chunk; returns their job ids in order."""
-    entry_ids = await append_entries(wait, entries, chunk_size)
+    with tracing.adding(encoder.queue, len(entries)) as span:
+        entry_ids = await append_entries(wait, entries, chunk_size, span.traceparent)
     return [encoder.job_id(stream, entry_id) for (stream, _), entry_id in zip(entries, entry_ids)]
 
 
@@ -151,12 +153,13 @@ class SyncSignalPublisher:
     def publish_signals(self, signals: Iterable[Any]) -> list[str]:
         entries = self.encoder.encode_all(signals)
         ids: list[str] = []
-        for start in range(0, len(entries), self.chunk_size):
-            chunk = entries[start:start + self.chunk_size]
-            pipe = self.redis.pipeline(transaction=False)
-            for stream, data in chunk:
-                pipe.xadd(stream, {DATA_FIELD: data})
-            waits = self.wait.append(pipe, {stream for stream, _ in chunk})
-            entry_ids = self.wait.check(pipe.execute(), waits)
-            ids += [self.encoder.job_id(stream, entry_id) for (stream, _), entry_id in zip(chunk, entry_ids)]
+        with tracing.adding(self.encoder.queue, len(entries)) as span:
+            for start in range(0, len(entries), self.chunk_size):
+                chunk = entries[start:start + self.chunk_size]
+                pipe = self.redis.pipeline(transaction=False)
+                for stream, data in chunk:
+                    pipe.xadd(stream, entry_fields(data, span.traceparent))
+                waits = self.wait.append(pipe, {stream for stream, _ in chunk})
+                entry_ids = self.wait.check(pipe.execute(), waits)
+                ids += [self.encoder.job_id(stream, entry_id) for (stream, _), entry_id in zip(chunk, entry_ids)]
         return ids
