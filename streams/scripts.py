@@ -65,6 +65,7 @@ class Delivery:
     attempts_made: int
     stalls: int
     delivery: int
+    invalid: str = ""  # why the entry cannot run ('' when it can): its data is not UTF-8
 
     @property
     def entry_key(self) -> str:
@@ -76,7 +77,7 @@ class Delivery:
     def from_reply(cls, row: list[Any], delivery: int = 1) -> Delivery:
         lane, entry_id, job_id, raw, attempts, stalls = row[:6]
         return cls(int(lane), entry_id, job_id, raw or None, int(attempts or 0), int(stalls or 0),
-                   int(row[6]) if len(row) > 6 else delivery)
+                   int(row[6]) if len(row) > 6 else delivery, row[7] if len(row) > 7 else "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,9 +135,10 @@ class QueueScripts:
         rate_max, rate_window = _rate(policy)
         weights = ",".join(map(str, policy.lane_weights)) if policy.lane_weights else ""
         keys = [*k.lanes, k.meta, k.limiter, k.scheduled, k.state_index("waiting"),
-                k.state_index("active"), k.events, k.inflight, k.job_prefix]
+                k.state_index("active"), k.events, k.inflight, k.job_prefix, k.dead]
         args = [GROUP, consumer, want, weights, rate_max, rate_window,
-                self.settings.events_max_len, SCHEDULED_MOVES_PER_READ]
+                self.settings.events_max_len, SCHEDULED_MOVES_PER_READ, self.settings.dead_letter_max_len,
+                self.queue]
         reply = await self.scripts["read"](keys, args)
         kind = reply[0]
         if kind == "jobs":
@@ -206,8 +208,8 @@ class QueueScripts:
                                                    [GROUP, consumer, want, weights, rate_max, rate_window])
         kind, prefix = reply[0], k.entry_job_prefix
         if kind == "entries":
-            return ReadResult("jobs", [Delivery(int(lane), entry_id, prefix + entry_id, data or None, 0, 0, 1)
-                                       for lane, entry_id, data in reply[1]])
+            return ReadResult("jobs", [Delivery(int(lane), entry_id, prefix + entry_id, data or None, 0, 0, 1, invalid)
+                                       for lane, entry_id, data, invalid in reply[1]])
         if kind == "limited":
             return ReadResult("limited", [], int(reply[1]))
         if kind == "empty":

@@ -86,6 +86,48 @@ local function emit(eventsKey, maxLen, event, jobId, ...)
   redis.call('XADD', eventsKey, 'MAXLEN', '~', maxLen, '*', 'event', event, 'job', jobId, ...)
 end
 
+-- The byte offset (0-based) where `s` stops being valid UTF-8, or nil when it all is
+-- (Python's strict decoder's rule: no overlong forms, no surrogates, nothing past
+-- U+10FFFF). ASCII, the common case, is answered by one C-speed find.
+local function invalid_utf8_at(s)
+  if not string.find(s, '[\128-\255]') then return nil end
+  local i, n = 1, #s
+  while i <= n do
+    local c = string.byte(s, i)
+    local len, low, high = 1, 0x80, 0xBF  -- bounds of the second byte
+    if c >= 0xC2 and c <= 0xDF then len = 2
+    elseif c >= 0xE0 and c <= 0xEF then
+      len = 3
+      if c == 0xE0 then low = 0xA0 elseif c == 0xED then high = 0x9F end
+    elseif c >= 0xF0 and c <= 0xF4 then
+      len = 4
+      if c == 0xF0 then low = 0x90 elseif c == 0xF4 then high = 0x8F end
+    elseif c >= 0x80 then return i - 1 end
+    for j = i + 1, i + len - 1 do
+      local b = string.byte(s, j)
+      if not b or b < low or b > high then return i - 1 end
+      low, high = 0x80, 0xBF
+    end
+    i = i + len
+  end
+  return nil
+end
+
+-- `s` with every byte above 127 written as \xNN: what a dead letter keeps of data that
+-- is not UTF-8, so every reader can decode it (streams/fastpath.py escapes the same way).
+local function ascii_escaped(s)
+  return (string.gsub(s, '[\128-\255]', function(c) return string.format('\\x%02x', string.byte(c)) end))
+end
+
+-- Entry data as a job may carry it: (data, '') when it is UTF-8 (or absent), else its
+-- escaped form and the reason it cannot run.
+local function checked_data(data)
+  local at = data and invalid_utf8_at(data)
+  if not at then return data, '' end
+  return ascii_escaped(data), string.format('entry data is not valid UTF-8 (byte 0x%02x at offset %d)',
+    string.byte(data, at + 1), at)
+end
+
 -- Keeps the newest `keep` ids of a finished-state index; deletes older records.
 local function enforce_retention(indexKey, keep, jobPrefix, logsPrefix)
   local excess = redis.call('ZCARD', indexKey) - keep
@@ -109,6 +151,16 @@ local function bury(ctx, laneKey, entryId, jobId, letter, reason, errorType, now
   redis.call('HINCRBY', ctx.meta, 'failed', 1)
   emit(ctx.events, ctx.eventsMaxLen, 'failed', jobId, 'error', reason)
 end
+
+-- An entry that cannot run and has no record to copy from: buried alone.
+local function bury_unrun(ctx, laneKey, laneIndex, entryId, jobId, reason, errorType, now)
+  bury(ctx, laneKey, entryId, jobId, { name = '', lane = LANE_NAMES[laneIndex], data = 'null', attempts = 0,
+    stalls = 0, createdAt = string.match(entryId, '^(%d+)') }, reason, errorType, now)
+end
+
+-- Removing a job deletes its entry, so a recorded job's entry outliving its record
+-- means Redis dropped the record: a server that evicts keys.
+local RECORD_MISSING = 'job record missing when its entry was read (evicted? see maxmemory-policy)'
 
 -- Final failure of a recorded job: buried with its record's data, and the record
 -- becomes `failed`. `job` is the job's key.
@@ -136,6 +188,7 @@ end
 -- looked up by id); its retry state goes.
 local function dead_letter_entry(ctx, laneKey, laneName, entryId, field, jobId, data, reason,
                                  errorType, attempts, stalls, now)
+  data = checked_data(data)  -- a reader must be able to decode the letter
   bury(ctx, laneKey, entryId, jobId, { name = ctx.queue, lane = laneName, data = data or 'null',
     attempts = attempts, stalls = stalls, createdAt = string.match(entryId, '^(%d+)') }, reason, errorType, now)
   if ctx.keepFailed > 0 then
@@ -200,3 +253,4 @@ end
 local function entry_data(fields)
   return field_of(fields, 'data')
 end
+
