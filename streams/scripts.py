@@ -23,9 +23,10 @@ from streams.keys import GROUP, LANES, Lane, QueueKeys
 _INCLUDE = re.compile(r"^--!include (\S+)$", re.MULTILINE)
 SCRIPT_NAMES = ("add", "read", "reclaim", "complete", "fail", "extend", "trim", "remove", "retry", "clean",
                 "reap", "read_entries", "settle_entries", "fail_entry", "describe_entry", "remove_entry", "replay_entry",
-                "clean_kept")
+                "clean_kept", "requeue_lost")
 SCHEDULED_MOVES_PER_READ = 100
 RECLAIM_PAGE = 100
+REQUEUE_PAGE = 200
 
 
 @cache
@@ -261,6 +262,16 @@ class QueueScripts:
         for d in deliveries:
             args += [d.lane, d.entry_id, d.delivery]
         return [bool(int(x)) for x in await self.scripts["extend"](self.keys.lanes, args)]
+
+    async def requeue_lost(self, cursor: str = "0") -> tuple[str, list[str], list[str]]:
+        """One page of the walk over waiting jobs: (next cursor, '0' when done; ids queued
+        again because no worker would read their entry; ids dead-lettered as RecordMissing)."""
+        k = self.keys
+        keys = [*k.lanes, k.state_index("waiting"), k.events, k.job_prefix, k.dead, k.meta]
+        args = [GROUP, cursor, REQUEUE_PAGE, self.settings.events_max_len, self.settings.dead_letter_max_len,
+                self.queue]
+        next_cursor, requeued, buried = await self.scripts["requeue_lost"](keys, args)
+        return next_cursor, requeued, buried
 
     async def trim(self, lane: int) -> int:
         return int(await self.scripts["trim"]([self.keys.lanes[lane - 1]], []))

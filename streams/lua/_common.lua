@@ -140,27 +140,37 @@ local function enforce_retention(indexKey, keep, jobPrefix, logsPrefix)
 end
 
 -- What every final failure does, on either way of keeping jobs: the dead letter (the
--- job as it was, `letter`, and why it failed), the ack of its entry, the queue's total
+-- job as it was, `letter`, and why it failed), the ack of its entry (if it has one), the queue's total
 -- of final failures and the `failed` event.
 local function bury(ctx, laneKey, entryId, jobId, letter, reason, errorType, now)
   redis.call('XADD', ctx.dead, 'MAXLEN', '~', ctx.deadMaxLen, '*',
     'job', jobId, 'queue', ctx.queue, 'name', letter.name, 'lane', letter.lane, 'data', letter.data,
     'error', reason, 'errorType', errorType, 'attempts', letter.attempts, 'stalls', letter.stalls,
     'createdAt', letter.createdAt, 'failedAt', now)
-  redis.call('XACK', laneKey, ctx.group, entryId)
+  if entryId then redis.call('XACK', laneKey, ctx.group, entryId) end
   redis.call('HINCRBY', ctx.meta, 'failed', 1)
   emit(ctx.events, ctx.eventsMaxLen, 'failed', jobId, 'error', reason)
 end
 
--- An entry that cannot run and has no record to copy from: buried alone.
-local function bury_unrun(ctx, laneKey, laneIndex, entryId, jobId, reason, errorType, now)
-  bury(ctx, laneKey, entryId, jobId, { name = '', lane = LANE_NAMES[laneIndex], data = 'null', attempts = 0,
-    stalls = 0, createdAt = string.match(entryId, '^(%d+)') }, reason, errorType, now)
-end
+-- Removing a job deletes its entry and its index membership, so a recorded job's entry or
+-- waiting id outliving its record means Redis dropped the record: a server that evicts keys.
+local RECORD_MISSING = 'job record missing (evicted? see maxmemory-policy)'
+local TOMBSTONE_MS = 86400000
 
--- Removing a job deletes its entry, so a recorded job's entry outliving its record
--- means Redis dropped the record: a server that evicts keys.
-local RECORD_MISSING = 'job record missing when its entry was read (evicted? see maxmemory-policy)'
+-- A recorded job whose record Redis dropped: buried (RecordMissing), out of the indexes
+-- `ctx` names (waiting, active), and a `failed` tombstone record kept a day, which tells
+-- whoever looks the job up, and the other paths that meet the job (its entry read or
+-- reclaimed, its waiting id walked), that it is buried already.
+local function bury_missing(ctx, laneKey, laneIndex, entryId, jobId, createdAt, now)
+  bury(ctx, laneKey, entryId, jobId, { name = '', lane = LANE_NAMES[laneIndex] or '', data = 'null',
+    attempts = 0, stalls = 0, createdAt = createdAt }, RECORD_MISSING, 'RecordMissing', now)
+  if ctx.waiting then redis.call('ZREM', ctx.waiting, jobId) end
+  if ctx.active then redis.call('ZREM', ctx.active, jobId) end
+  local job = ctx.jobPrefix .. jobId
+  redis.call('HSET', job, 'id', jobId, 'queue', ctx.queue, 'state', 'failed', 'failedReason', RECORD_MISSING,
+    'errorType', 'RecordMissing', 'finishedAt', now)
+  redis.call('PEXPIRE', job, TOMBSTONE_MS)
+end
 
 -- Final failure of a recorded job: buried with its record's data, and the record
 -- becomes `failed`. `job` is the job's key.

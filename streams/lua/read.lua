@@ -36,7 +36,8 @@ local rateMax, rateWindow = tonumber(ARGV[5]), tonumber(ARGV[6])
 local eventsMaxLen, moveLimit = ARGV[7], tonumber(ARGV[8])
 local now = now_ms()
 local ctx = { group = group, queue = ARGV[10], dead = KEYS[12], deadMaxLen = ARGV[9], meta = meta,
-              events = events, eventsMaxLen = eventsMaxLen }
+              events = events, eventsMaxLen = eventsMaxLen, waiting = waiting, active = active,
+              jobPrefix = jobPrefix }
 
 -- Scheduled jobs that are due join their lanes, paused or not.
 local due = redis.call('ZRANGEBYSCORE', scheduled, '-inf', now, 'LIMIT', 0, moveLimit)
@@ -76,10 +77,11 @@ local function read_lane(lane, count)
     local job = jobId and (jobPrefix .. jobId)
     local rec = job and redis.call('HMGET', job, 'state', 'data', 'attemptsMade', 'stalls')
     if not rec then
-      bury_unrun(ctx, KEYS[lane], lane, entryId, '', 'entry ' .. entryId .. " has no valid 'job' field",
+      bury(ctx, KEYS[lane], entryId, '', { name = '', lane = LANE_NAMES[lane], data = 'null', attempts = 0,
+        stalls = 0, createdAt = string.match(entryId, '^(%d+)') }, 'entry ' .. entryId .. " has no valid 'job' field",
         'InvalidJob', now)
     elseif not rec[1] then
-      bury_unrun(ctx, KEYS[lane], lane, entryId, jobId, RECORD_MISSING, 'RecordMissing', now)
+      bury_missing(ctx, KEYS[lane], lane, entryId, jobId, string.match(entryId, '^(%d+)'), now)
     elseif rec[1] == 'waiting' then
       redis.call('HSET', job, 'state', 'active', 'processedAt', now)
       inflightPairs[#inflightPairs + 1] = lane .. ':' .. entryId

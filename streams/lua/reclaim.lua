@@ -101,7 +101,7 @@ local function visit(lane, p)
   local rec = redis.call('HMGET', job, 'state', 'attemptsMade', 'backoffMs')
   local state = rec[1]
   if not state then
-    bury_unrun(ctx, laneKey, lane, entryId, jobId, RECORD_MISSING, 'RecordMissing', now)
+    bury_missing(ctx, laneKey, lane, entryId, jobId, string.match(entryId, '^(%d+)'), now)
     redis.call('HDEL', ctx.inflight, field)
     settled = settled + 1
     return
