@@ -186,6 +186,15 @@ local function dead_letter(ctx, job, jobId, laneKey, entryId, inflightField, rea
   enforce_retention(ctx.failed, ctx.keepFailed, ctx.jobPrefix, ctx.logsPrefix)
 end
 
+-- The outcome run `run` recorded on a job, from the job's 'settled' field
+-- ("<run token>:<outcome>"), or nil when that run recorded none: a call re-sent after a
+-- lost reply answers with it and changes nothing.
+local function settled_by(job, run)
+  local settled = redis.call('HGET', job, 'settled')
+  if settled and string.sub(settled, 1, #run + 1) == run .. ':' then return string.sub(settled, #run + 2) end
+  return nil
+end
+
 -- Fencing: XACK takes no consumer, so before recording an outcome we check the entry
 -- is still pending to this consumer with the delivery count the run started with.
 local function owns(laneKey, group, entryId, consumer, delivery)
