@@ -38,6 +38,9 @@ run: venv
 test: venv
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
+ledger: venv
+	$(BIN)/pytest -q -s -m ledger_long tests/test_ledger.py
+
 screenshot: venv
 	UPDATE_SCREENSHOT=1 $(BIN)/pytest -q tests/test_dashboard.py
 
