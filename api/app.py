@@ -19,14 +19,15 @@ from api.endpoints import ENDPOINTS
 from api.errors import error_middleware, redis_unavailable
 from api.guard import add_cors_headers, guard_middleware
 from api.openapi import build_openapi
-from api.routes.dashboard import STATIC_DIR, STATIC_PREFIX
+from api.routes.dashboard import STATIC_ROUTE, static_file
 from api.routes.events import events_context, stop_event_streams
 from api.schemas import JOB_IDS_MAX_CHARS
 from api.state import ADMIN, AUDIT, OPENAPI, PRODUCER, REDIS, ROLES, SETTINGS, SIGNAL_INTAKE, TOKENS
 from api.tokens import TokenStore
+from api.tracing import tracing_middleware
 from config import Settings
 from processors.intake import SignalIntake
-from streams import Producer, QueueAdmin, connect
+from streams import Producer, QueueAdmin, connect, tracing
 from streams.durability import check_eviction
 from streams.server_version import RedisRefused, check_redis_version
 
@@ -39,8 +40,10 @@ MAX_REQUEST_LINE = 12 * JOB_IDS_MAX_CHARS + 8190
 
 def create_app(settings: Settings) -> web.Application:
     """Raises api.tokens.TokenFileError when API_TOKENS_FILE cannot be read."""
-    app = web.Application(middlewares=[error_middleware, guard_middleware, auth_middleware],
-                          client_max_size=settings.api_max_body,
+    middlewares = [error_middleware, guard_middleware, auth_middleware]
+    if tracing.enabled():
+        middlewares.insert(0, tracing_middleware)
+    app = web.Application(middlewares=middlewares, client_max_size=settings.api_max_body,
                           handler_args={"max_line_size": MAX_REQUEST_LINE})
     app[SETTINGS] = settings
     app[TOKENS] = TokenStore(settings.api_tokens, settings.api_tokens_file)
@@ -49,7 +52,7 @@ def create_app(settings: Settings) -> web.Application:
     app[OPENAPI] = build_openapi(settings, ENDPOINTS)
     for ep in ENDPOINTS:
         app.router.add_route(ep.method, ep.path, ep.handler)
-    app.router.add_static(STATIC_PREFIX, STATIC_DIR)  # the dashboard's script and style: no role, like GET /
+    app.router.add_get(STATIC_ROUTE, static_file)  # the dashboard's script and style: no role, like GET /
     app.cleanup_ctx.append(redis_context)
     app.cleanup_ctx.append(events_context)
     app.on_shutdown.append(stop_event_streams)

@@ -1,7 +1,8 @@
 """The `tgjobs` command. This module builds the one argument parser (each command
 module adds its own subcommands to it) and dispatches; the commands live in
 cli.processes (workers, up, api, redis), cli.jobs (publish, job, retry, remove),
-cli.queues (status, clean, pause, resume, dlq), cli.watch, cli.health and cli.redis_acl.
+cli.queues (status, clean, pause, resume, dlq), cli.watch, cli.health, cli.database
+(db, sink) and cli.redis_acl.
 
 Exit codes: 0 success, 1 the operation failed, 2 bad usage or settings, 3 Redis
 unreachable. Errors are one line on stderr; secrets never appear in them.
@@ -13,10 +14,11 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from cli import health, jobs, processes, queues, redis_acl, watch
+from cli import database, health, jobs, processes, queues, redis_acl, watch
 from cli.common import EXIT_FAILED, EXIT_UNREACHABLE, EXIT_USAGE, CliError, fail
 from cli.logs import configure_logging
 from config import Settings, SettingsError, load_settings
+from streams import tracing
 
 __all__ = ["EXAMPLES", "EXIT_FAILED", "EXIT_UNREACHABLE", "EXIT_USAGE", "CliError", "build_parser", "main"]
 
@@ -36,6 +38,8 @@ EXAMPLES = {
     "dlq": "tgjobs dlq replay research --ids research-01JD2X5V3G8K6M7W4Q9T1B0C2E",
     "watch": "tgjobs watch --once --json",
     "health": "tgjobs health --queues research,signals",
+    "db": "tgjobs db migrate",
+    "sink": "tgjobs sink",
     "redis-acl": "tgjobs redis-acl --user tgjobs-worker --password \"$WORKER_PASSWORD\" --role worker | redis-cli",
 }
 
@@ -57,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(handler=handler)
         return sub
 
-    for module in (processes, jobs, queues, watch, health, redis_acl):
+    for module in (processes, jobs, queues, watch, health, database, redis_acl):
         module.add_commands(command)
     return parser
 
@@ -66,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = load_settings()
+        if getattr(args, "traced", False):  # the commands that run the API or workers
+            tracing.setup(settings)
         configure_logging(settings)
         return args.handler(args, settings)
     except SettingsError as exc:

@@ -14,6 +14,7 @@ from collections.abc import Coroutine, Iterator
 from typing import Any
 
 from cli.common import EXIT_USAGE, CliError, CommandAdder, check_queues
+from cli.database import require_current_schema
 from cli.embedded_redis import EmbeddedRedis, EmbeddedRedisError
 from cli.metrics import add_metrics_port, metrics_port, serve_metrics
 from cli.supervisor import Supervisor, WorkerSpec
@@ -32,12 +33,14 @@ def add_commands(command: CommandAdder) -> None:
     workers.add_argument("--burst", action="store_true", help="exit once the queues are drained")
     add_processes(workers)
     add_metrics_port(workers)
+    workers.set_defaults(traced=True)
 
     up = command("up", "start a local Redis when REDIS_URL is unset, then every worker and the HTTP API", cmd_up)
     up.add_argument("--host", help="address the API binds (default: API_HOST, 127.0.0.1)")
     up.add_argument("--port", type=int, help="port the API listens on (default: API_PORT, 3000)")
     up.add_argument("--queues", help="comma-separated queues to consume (default: every queue with a handler)")
     add_processes(up)
+    up.set_defaults(traced=True)
     redis = command("redis", "run the embedded Redis in the foreground (append-only, under the data dir)", cmd_redis)
     redis.add_argument("--stop", action="store_true",
                        help="stop the embedded Redis that `tgjobs redis` or `tgjobs up` started (SHUTDOWN)")
@@ -45,6 +48,7 @@ def add_commands(command: CommandAdder) -> None:
     api = command("api", "serve the HTTP API until SIGTERM or Ctrl+C", cmd_api)
     api.add_argument("--host", help="address to bind (default: API_HOST, 127.0.0.1)")
     api.add_argument("--port", type=int, help="port to listen on (default: API_PORT, 3000)")
+    api.set_defaults(traced=True)
 
 
 MAX_PROCESSES = 256
@@ -73,6 +77,7 @@ def process_count(text: str) -> int:
 def cmd_workers(args: argparse.Namespace, settings: Settings) -> int:
     queues = consumed_queues(args.queues, settings, args.concurrency)
     processes = process_count(args.processes)
+    require_current_schema(settings)
     port = metrics_port(args, settings, processes)
     warn_at_start(settings)
     if processes == 1:
@@ -118,7 +123,8 @@ def consumed_queues(chosen: str | None, settings: Settings, concurrency: int | N
 async def consume(settings: Settings, queues: list[str], *, concurrency: int | None = None,
                   burst: bool = False) -> None:
     """Runs the processors of `queues` until a signal (or, with `burst`, until drained),
-    and beside them their kinds' companion tasks (the reports kind's schedule loop)."""
+    and beside them their kinds' companion tasks (the reports kind's schedule loop) and,
+    with a DATABASE_URL, the PostgreSQL sink."""
     from processors import build_handlers
     from processors.kinds import KINDS
 
@@ -130,6 +136,10 @@ async def consume(settings: Settings, queues: list[str], *, concurrency: int | N
         stopping = asyncio.Event()
         companions = [] if burst else [companion(settings, redis, stopping) for queue in handlers
                                        for companion in KINDS.by_queue[queue].companions]
+        if settings.sink_enabled and not burst:
+            from sink import Sink
+
+            companions.append(Sink(settings, redis).run(stopping))
 
         async def workers() -> None:
             try:
@@ -144,7 +154,7 @@ async def consume(settings: Settings, queues: list[str], *, concurrency: int | N
 
 def start_embedded(settings: Settings) -> EmbeddedRedis:
     """The embedded Redis, started with append-only persistence under the data dir."""
-    server = EmbeddedRedis(settings.data_dir / "redis", port=settings.embedded_redis_port,
+    server = EmbeddedRedis(settings.data_path() / "redis", port=settings.embedded_redis_port,
                            appendonly=True, install=True)
     try:
         server.start()
@@ -173,6 +183,7 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     queues = consumed_queues(args.queues, settings)  # bad arguments fail before Redis starts
     processes = process_count(args.processes)
     warn_at_start(settings)
+    require_current_schema(settings)
     with redis_for(settings) as running:
         run_api(_up(running, queues, args.host, args.port, processes))
     return 0

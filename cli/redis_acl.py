@@ -22,29 +22,29 @@ import re
 from cli.common import EXIT_USAGE, CliError, CommandAdder
 from config import Settings
 
-# What every client sends: health checks, the version and eviction checks (INFO), the
-# library name at connect, scripts.
-_CONNECTION = ("ping", "info", "evalsha", "script|load", "script|exists", "time")
+# What every client sends: health checks, the version and eviction checks (INFO), scripts,
+# and WAIT for replicas (REDIS_WAIT_REPLICAS).
+_CONNECTION = ("ping", "info", "evalsha", "script|load", "script|exists", "time", "wait")
 # Job records, indexes, idempotency keys and dead letters, from Python and from the scripts.
 _RECORDS = ("get", "set", "mget", "del", "exists", "expire", "pexpire", "pexpireat",
             "hget", "hset", "hmget", "hgetall", "hvals", "hdel", "hincrby",
-            "zadd", "zrem", "zrange", "zrangebyscore", "zrevrange", "zcard", "zcount", "zmscore",
+            "zadd", "zrem", "zrange", "zrangebyscore", "zrevrange", "zcard", "zcount", "zmscore", "zscore", "zincrby",
             "zremrangebyscore", "zremrangebyrank", "zscan",
             "sadd", "srem", "smembers", "sunion", "lrange", "lpush", "rpush", "ltrim",
             "multi", "exec", "discard", "watch", "unwatch")
 _STREAMS_READ = ("xrange", "xrevrange", "xlen", "xread", "xpending", "xinfo|groups", "xinfo|consumers")
 _STREAMS_WRITE = ("xadd", "xack", "xdel", "xtrim")
-_CONSUMING = ("xreadgroup", "xclaim", "xgroup|create", "xgroup|delconsumer")
+_CONSUMING = ("xreadgroup", "xclaim", "xautoclaim", "xgroup|create", "xgroup|delconsumer", "sscan")
 
 ROLE_COMMANDS: dict[str, tuple[str, ...]] = {
     # Producer and the signals SDK: add.lua (idempotency key, record, entry, index, event) and raw XADDs.
-    "producer": ("ping", "info", "evalsha", "script|load", "time",
+    "producer": ("ping", "info", "evalsha", "script|load", "time", "wait",
                  "get", "set", "exists", "hset", "zadd", "xadd"),
     # The HTTP API: adds jobs, answers every read, runs the admin scripts (pause, retry,
     # remove, clean, replay, purge), writes the audit trail, follows live events.
     "api": (*_CONNECTION, *_RECORDS, *_STREAMS_READ, *_STREAMS_WRITE),
-    # Worker processes: reads as a consumer group, claims, settles, trims, reaps, writes
-    # the processors' records and the worker registry.
+    # Worker processes (and `tgjobs sink`): read as a consumer group, claim, settle, trim,
+    # reap, write the processors' records, their outbox and the worker registry.
     "worker": (*_CONNECTION, *_RECORDS, *_STREAMS_READ, *_STREAMS_WRITE, *_CONSUMING),
 }
 ROLES = (*ROLE_COMMANDS, "all")

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
-from pydantic import AfterValidator, Field, SecretStr, ValidationInfo, field_validator
+from pydantic import AfterValidator, AliasChoices, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -22,6 +22,7 @@ from pydantic_settings import (
 )
 
 from config.api import ApiFields
+from config.database import DatabaseFields
 from config.defaults import DEFAULT_POLICIES, merge_policy_rows
 from config.durations import PositiveSeconds, Seconds
 from config.errors import SettingsError
@@ -49,7 +50,7 @@ def _check_queue_name(name: str) -> str:
 QueueName = Annotated[str, AfterValidator(_check_queue_name)]
 
 
-class Settings(ApiFields, ServiceFields, TopologyFields, BaseSettings):
+class Settings(ApiFields, ServiceFields, TopologyFields, DatabaseFields, BaseSettings):
     """Everything the processes need to know; build it with `load_settings()`."""
 
     model_config = SettingsConfigDict(
@@ -79,8 +80,14 @@ class Settings(ApiFields, ServiceFields, TopologyFields, BaseSettings):
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"  # json: one JSON object per line (for log shippers)
     metrics_port: Annotated[int, Field(ge=1, le=65535)] | None = None  # a worker process serves /metrics here
-    data_dir: Path = Path(".data")  # the embedded Redis keeps its append-only file here
+    # The embedded Redis keeps its append-only file under this (TGJOBS_DATA_DIR, or DATA_DIR as
+    # before); unset: the user's data directory, $XDG_DATA_HOME/tgjobs or ~/.local/share/tgjobs.
+    data_dir: Path | None = Field(default=None, validation_alias=AliasChoices("tgjobs_data_dir", "data_dir"))
+    xdg_data_home: Path | None = None
     embedded_redis_port: Annotated[int, Field(ge=1, le=65535)] = 6380  # used when REDIS_URL is unset
+    # Tracing (the otel extra): unset or none, OpenTelemetry is not even imported.
+    otel_traces_exporter: Literal["otlp", "console", "none"] | None = None
+    otel_service_name: str = "tgjobs"
 
     @classmethod
     def settings_customise_sources(
@@ -154,6 +161,17 @@ class Settings(ApiFields, ServiceFields, TopologyFields, BaseSettings):
         if level.strip().upper() not in LOG_LEVELS:
             raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
         return level.strip().upper()
+
+    @field_validator("otel_traces_exporter", mode="before")
+    @classmethod
+    def _fold_exporter(cls, value: Any) -> Any:
+        return (value.strip().lower() or None) if isinstance(value, str) else value
+
+    def data_path(self) -> Path:
+        """Where the embedded Redis keeps its data: TGJOBS_DATA_DIR, else the user's data directory."""
+        if self.data_dir is not None:
+            return self.data_dir
+        return (self.xdg_data_home or Path.home() / ".local" / "share") / "tgjobs"
 
     def redis_connection_url(self) -> str:
         """REDIS_URL if set, else a redis:// URL built from host, port, user and password.

@@ -22,16 +22,18 @@ from redis.asyncio import Redis
 from redis.client import NEVER_DECODE
 
 from config import Settings
-from streams import metrics
+from streams import metrics, tracing
 from streams.context import Handler, JobContext
 from streams.eager import EagerBatch
 from streams.errors import InvalidJob, JobTimeout, UnrecoverableError
 from streams.keys import GROUP
 from streams.outage import Outage
 from streams.scripts import Delivery, QueueScripts
+from streams.tracing import TRACEPARENT, NoSpan, failure_span_events
 
 log = logging.getLogger(__name__)
 FAST_WAIT_MAX_S = 1.0  # a rate-limited read waits no longer, so a stop is never held up
+_TRACEPARENT_FIELD = TRACEPARENT.encode()  # entries are read as bytes
 
 
 def entry_text(data: bytes | None) -> tuple[str | None, str]:
@@ -45,6 +47,14 @@ def entry_text(data: bytes | None) -> tuple[str | None, str]:
     except UnicodeDecodeError as exc:
         reason = f"entry data is not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})"
         return data.decode("ascii", "backslashreplace"), reason
+
+
+def entry_traceparent(value: bytes | None) -> str | None:
+    """An entry's traceparent field when it is ASCII (a raw XADD may put anything there)."""
+    try:
+        return value.decode("ascii") if value else None
+    except UnicodeDecodeError:
+        return None
 
 
 class BatchRunner:
@@ -85,7 +95,8 @@ class BatchRunner:
             for raw_id, fields in entries:
                 entry_id = raw_id.decode()
                 data, invalid = entry_text(fields.get(b"data"))
-                deliveries.append(Delivery(lane, entry_id, prefix + entry_id, data, 0, 0, 1, invalid))
+                deliveries.append(Delivery(lane, entry_id, prefix + entry_id, data, 0, 0, 1,
+                                           entry_traceparent(fields.get(_TRACEPARENT_FIELD)), invalid))
         if len(reply or ()) > 1:
             deliveries.sort(key=lambda d: d.lane)  # strict priority within the batch
         return deliveries
@@ -107,23 +118,28 @@ class BatchRunner:
         self.in_flight = deliveries
         metrics.jobs_started(self.queue, deliveries)
         try:
-            jobs, data, rejected = self._parse(deliveries)
-            started = time.monotonic()
-            outcomes = await self._call(jobs) if jobs else []
-            log.debug("%s: batch of %d ran in %.0f ms", self.queue, len(deliveries),
-                      (time.monotonic() - started) * 1000,
-                      extra={"queue": self.queue, "count": len(deliveries),
-                             "duration_ms": round((time.monotonic() - started) * 1000, 1)})
-            done = [(d, outcome) for d, outcome in zip(data, outcomes) if not isinstance(outcome, BaseException)]
-            if done:
-                await self._ack(done, time.monotonic() - started)
-            for d, outcome in zip(data, outcomes):
-                if isinstance(outcome, BaseException):
-                    await self._fail(d, outcome)
-            for d, error in rejected:
-                await self._fail(d, error)
+            with tracing.batch_run(self.queue, deliveries) as span:
+                await self._run(deliveries, span)
         finally:
             self.in_flight = []
+
+    async def _run(self, deliveries: list[Delivery], span: NoSpan) -> None:
+        jobs, data, rejected = self._parse(deliveries)
+        started = time.monotonic()
+        outcomes = await self._call(jobs) if jobs else []
+        log.debug("%s: batch of %d ran in %.0f ms", self.queue, len(deliveries),
+                  (time.monotonic() - started) * 1000,
+                  extra={"queue": self.queue, "count": len(deliveries),
+                         "duration_ms": round((time.monotonic() - started) * 1000, 1)})
+        done = [(d, outcome) for d, outcome in zip(data, outcomes) if not isinstance(outcome, BaseException)]
+        span.set("tgjobs.batch.completed", len(done))
+        if done:
+            await self._ack(done, time.monotonic() - started)
+        for d, outcome in zip(data, outcomes):
+            if isinstance(outcome, BaseException):
+                await self._fail(d, outcome, span)
+        for d, error in rejected:
+            await self._fail(d, error, span)
 
     def _parse(self, deliveries: list[Delivery]) -> tuple[list[JobContext], list[Delivery],
                                                           list[tuple[Delivery, Exception]]]:
@@ -191,12 +207,13 @@ class BatchRunner:
         await self._outage.retry(lambda: self.scripts.settle_entries(acked, cleared, kept))
         metrics.job_outcome(self.queue, "completed", len(done))
 
-    async def _fail(self, d: Delivery, error: BaseException) -> None:
+    async def _fail(self, d: Delivery, error: BaseException, span: NoSpan) -> None:
         unrecoverable = isinstance(error, (UnrecoverableError, InvalidJob))
         backoff = self.policy.backoff_for(d.attempts_made + 1)
         outcome = await self._outage.retry(
             lambda: self.scripts.fail_entry(self.consumer, d, d.raw or "null", error, backoff, unrecoverable))
         metrics.job_outcome(self.queue, outcome if outcome in ("retry", "dead") else "discarded")
+        failure_span_events(span, outcome, error, backoff, d.job_id)
         if outcome == "dead":
             log.error("%s: entry %s dead-lettered: %s: %s", self.queue, d.entry_id, type(error).__name__, error)
         elif outcome == "retry":

@@ -273,3 +273,10 @@ local function entry_data(fields)
   return field_of(fields, 'data')
 end
 
+-- An entry's W3C traceparent field, or false when it has none or not one of that form
+-- (a raw XADD may carry anything there; only a well-formed one reaches the client).
+local function entry_traceparent(fields)
+  local value = field_of(fields, 'traceparent')
+  if value and string.match(value, '^%x%x%-%x+%-%x+%-%x%x$') then return value end
+  return false
+end

@@ -22,7 +22,7 @@
   ARGV[9] dead-letter cap             ARGV[10] queue name
 
   Returns one of
-    {'jobs', {lane index, entry id, job id, data, attemptsMade, stalls}...}
+    {'jobs', {lane index, entry id, job id, data, attemptsMade, stalls, 1, traceparent or nil}...}
     {'paused'}
     {'limited', ms until a permit frees}
     {'empty', ms until the next scheduled job is due (-1: none), last id of each lane}
@@ -75,7 +75,7 @@ local function read_lane(lane, count)
     local jobId = field_of(fields, 'job')
     if jobId and not string.match(jobId, '^[a-z][a-z0-9_]*%-[A-Za-z0-9_%-]+$') then jobId = nil end
     local job = jobId and (jobPrefix .. jobId)
-    local rec = job and redis.call('HMGET', job, 'state', 'data', 'attemptsMade', 'stalls')
+    local rec = job and redis.call('HMGET', job, 'state', 'data', 'attemptsMade', 'stalls', 'traceparent')
     if not rec then
       bury(ctx, KEYS[lane], entryId, '', { name = '', lane = LANE_NAMES[lane], data = 'null', attempts = 0,
         stalls = 0, createdAt = string.match(entryId, '^(%d+)') }, 'entry ' .. entryId .. " has no valid 'job' field",
@@ -91,7 +91,7 @@ local function read_lane(lane, count)
       activePairs[#activePairs + 1] = jobId
       take_permit(limiter, rateMax, rateWindow, now, lane .. ':' .. entryId)
       emit(events, eventsMaxLen, 'active', jobId)
-      jobs[#jobs + 1] = { lane, entryId, jobId, rec[2], rec[3], rec[4] }
+      jobs[#jobs + 1] = { lane, entryId, jobId, rec[2], rec[3], rec[4], 1, rec[5] }
       got = got + 1
     else
       -- The job is in another state: this entry is stale, nothing to run.

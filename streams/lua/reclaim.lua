@@ -33,8 +33,8 @@
 
   Returns {next lane index (0 when the walk is done), next cursor id,
            {{lane index, entry id, job id, data, attemptsMade, stalls, delivery count,
-             why it cannot run ('' when it can; a stream-kept entry's data that is not UTF-8
-             comes escaped, see checked_data())}...},
+             traceparent or nil, why it cannot run ('' when it can; a stream-kept entry's data
+             that is not UTF-8 comes escaped, see checked_data())}...},
            number of entries settled}
 ]]
 --!include _common.lua
@@ -86,7 +86,8 @@ local function visit_entry(lane, p)
     if crash then emit(ctx.events, ctx.eventsMaxLen, 'stalled', jobId, 'stalls', stalls) end
     take_permit(limiter, rateMax, rateWindow, now, field .. ':' .. (deliveries + 1))
     local data, invalid = checked_data(entry_data(got[1][2]))
-    claimed[#claimed + 1] = { lane, entryId, jobId, data, attempts, stalls, deliveries + 1, invalid }
+    claimed[#claimed + 1] = { lane, entryId, jobId, data, attempts, stalls, deliveries + 1,
+      entry_traceparent(got[1][2]), invalid }
     allowed = allowed - 1
   end
 end
@@ -141,8 +142,8 @@ local function visit(lane, p)
     redis.call('ZADD', ctx.active, now, jobId)
     take_permit(limiter, rateMax, rateWindow, now, field .. ':' .. (deliveries + 1))
     emit(ctx.events, ctx.eventsMaxLen, 'active', jobId)
-    local data = redis.call('HGET', job, 'data')
-    claimed[#claimed + 1] = { lane, entryId, jobId, data, attempts, stalls, deliveries + 1 }
+    local body = redis.call('HMGET', job, 'data', 'traceparent')
+    claimed[#claimed + 1] = { lane, entryId, jobId, body[1], attempts, stalls, deliveries + 1, body[2] }
     allowed = allowed - 1
   end
 end
