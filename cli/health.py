@@ -69,7 +69,7 @@ def _print(host: str, local: list[WorkerInfo], problems: list[str], durability: 
     print(f"redis: ok (appendonly {durability.appendonly}, appendfsync {durability.appendfsync or 'unknown'}, "
           f"maxmemory-policy {durability.maxmemory_policy}); host {host}: {len(local)} live worker(s)")
     for warning in durability.warnings():
-        print(f"tgjobs: warning: {warning}", file=sys.stderr)
+        print(f"warning: {warning}")
     if local:
         print_table(["worker", "pid", "queues", "in-flight", "heartbeat", "up"],
                     [[w.id, w.pid, ",".join(w.queues), w.total_in_flight, f"{_ago(now - w.heartbeat_at)} ago",

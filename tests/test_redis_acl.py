@@ -130,7 +130,7 @@ async def test_each_user_is_refused_what_it_does_not_need(acl_server: tuple[str,
         client.flushall, client.flushdb, lambda: client.config_get("*"), lambda: client.config_set("appendonly", "no"),
         lambda: client.get("outside:key"), lambda: client.set("outside:key", "1"), lambda: client.keys("*"),
         lambda: client.eval("return 1", 0), client.acl_list,
-        lambda: client.hset(f"{{other:jobs}}:meta", "paused", "1"), lambda: client.publish("chan", "x"),
+        lambda: client.hset("{other:jobs}:meta", "paused", "1"), lambda: client.publish("chan", "x"),
     ]
     try:
         for attempt in refused:
