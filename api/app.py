@@ -81,6 +81,6 @@ async def redis_context(app: web.Application) -> AsyncIterator[None]:
             raise
         # Requests answer 503 meanwhile; /readyz loads the scripts once Redis is back.
         log.warning("Redis at %s is unavailable (%s: %s); serving anyway, answering 503 until it is back",
-                    settings.redacted_redis_url(), type(exc).__name__, exc)
+                    settings.redis_location(), type(exc).__name__, exc)
     yield
     await redis.aclose()

@@ -165,9 +165,9 @@ def start_embedded(settings: Settings) -> EmbeddedRedis:
 
 @contextlib.contextmanager
 def redis_for(settings: Settings) -> Iterator[Settings]:
-    """The settings to run with: unchanged when REDIS_URL is set, else pointing at an
-    embedded Redis that lives as long as the context."""
-    if settings.redis_url is not None:
+    """The settings to run with: unchanged when REDIS_URL (or REDIS_SENTINELS) is set,
+    else pointing at an embedded Redis that lives as long as the context."""
+    if settings.redis_url is not None or settings.redis_sentinel_mode:
         yield settings
         return
     server = start_embedded(settings)

@@ -209,6 +209,14 @@ class Settings(ApiFields, ServiceFields, TopologyFields, DatabaseFields, BaseSet
         """The connection URL with any password replaced by "***", safe for logs."""
         return _redact_url(self.redis_connection_url())
 
+    def redis_location(self) -> str:
+        """Where Redis is, for messages: the redacted URL, or the primary the sentinels name."""
+        if not self.redis_sentinel_mode:
+            return self.redacted_redis_url()
+        sentinels = ",".join(f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+                             for host, port in self.redis_sentinels)
+        return f"the primary {self.redis_sentinel_master!r} of sentinels {sentinels}"
+
     def policy(self, queue: str) -> QueuePolicy:
         """The policy row of `queue`; a KeyError naming the known queues if there is none."""
         try:

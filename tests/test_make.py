@@ -14,8 +14,10 @@ from test_cli import REPO_ROOT
 
 
 def planned(target: str, venv: Path, *extra: str) -> list[str]:
-    done = subprocess.run(["make", "-n", target, f"VENV={venv}", *extra], cwd=REPO_ROOT, capture_output=True,
-                          text=True, timeout=30)
+    # Run from `make test`, make's own variables would say it is a sub-make: drop them.
+    env = {name: value for name, value in os.environ.items() if name not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+    done = subprocess.run(["make", "-n", "--no-print-directory", target, f"VENV={venv}", *extra], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=30, env=env)
     assert done.returncode == 0, done.stderr
     return done.stdout.splitlines()
 
