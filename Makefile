@@ -62,6 +62,9 @@ test: venv
 test-cluster: venv
 	$(TEST_CLUSTER)
 
+ledger: venv
+	$(BIN)/pytest -q -s -m ledger_long tests/test_ledger.py
+
 screenshot: venv
 	UPDATE_SCREENSHOT=1 $(BIN)/pytest -q tests/test_dashboard.py
 

@@ -28,7 +28,8 @@ from api.tracing import tracing_middleware
 from config import Settings
 from processors.intake import SignalIntake
 from streams import Producer, QueueAdmin, connect, tracing
-from streams.server_version import RedisTooOld, check_redis_version
+from streams.durability import check_eviction
+from streams.server_version import RedisRefused, check_redis_version
 
 log = logging.getLogger(__name__)
 # The longest query the document allows (jobIds), every character percent-encoded UTF-8
@@ -69,8 +70,9 @@ async def redis_context(app: web.Application) -> AsyncIterator[None]:
     app[AUDIT] = AuditTrail(redis, settings.key_prefix, settings.api_audit_max_len)
     try:
         await check_redis_version(redis)
+        await check_eviction(redis, settings)
         await app[ADMIN].load_scripts()  # a script Redis rejects fails the start, not the first request
-    except RedisTooOld:
+    except RedisRefused:
         await redis.aclose()
         raise
     except Exception as exc:

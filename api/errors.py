@@ -34,6 +34,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from api.schemas import ErrorBody, ErrorDetail
 from api.state import REQUEST_ID
+from streams.durability import RedisEvicts
 from streams.errors import EntryTooLarge, InvalidJob, JobNotFound, JobStateConflict, UnknownQueue
 from streams.outage import is_transient
 from streams.replication import NotReplicated
@@ -163,6 +164,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 def unavailable_reason(exc: BaseException) -> str:
     """One word for why Redis cannot serve: what /readyz tells a caller without a token."""
+    if isinstance(exc, RedisEvicts):
+        return "eviction_policy"
     if isinstance(exc, OutOfMemoryError):
         return "redis_out_of_memory"
     if isinstance(exc, ReadOnlyError):

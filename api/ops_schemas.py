@@ -138,9 +138,19 @@ class Health(Response):
     status: Literal["ok"]
 
 
+class Persistence(Response):
+    """What Redis keeps of the jobs (streams.durability)."""
+
+    appendonly: Literal["yes", "no"]
+    appendfsync: str = Field(description="always, everysec, no; 'unknown' when Redis refuses CONFIG GET")
+    maxmemoryPolicy: str = Field(description="anything but noeviction lets Redis drop jobs under memory pressure")
+    warnings: list[str] = Field(description="evicting keys; nothing persisted; no append-only file")
+
+
 class Readiness(Response):
     status: Literal["ready", "unavailable"]
     reason: str | None = Field(None, description="when unavailable, one word: redis_unreachable, redis_loading, "
-                                                 "redis_read_only, redis_out_of_memory")
+                                                 "redis_read_only, redis_out_of_memory, eviction_policy")
     redis: str | None = Field(None, description="with a valid token only: 'ok', or the error Redis gave")
     scripts: bool | None = Field(None, description="with a valid token only: Redis holds every server-side script")
+    persistence: Persistence | None = Field(None, description="with a valid token only, when Redis answers")

@@ -1,8 +1,8 @@
 """The `tgjobs` command. This module builds the one argument parser (each command
 module adds its own subcommands to it) and dispatches; the commands live in
 cli.processes (workers, up, api, redis), cli.jobs (publish, job, retry, remove),
-cli.queues (status, clean, pause, resume, dlq), cli.watch, cli.health and cli.database
-(db, sink).
+cli.queues (status, clean, pause, resume, dlq), cli.watch, cli.health, cli.database
+(db, sink) and cli.redis_acl.
 
 Exit codes: 0 success, 1 the operation failed, 2 bad usage or settings, 3 Redis
 unreachable. Errors are one line on stderr; secrets never appear in them.
@@ -14,7 +14,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from cli import database, health, jobs, processes, queues, watch
+from cli import database, health, jobs, processes, queues, redis_acl, watch
 from cli.common import EXIT_FAILED, EXIT_UNREACHABLE, EXIT_USAGE, CliError, fail
 from cli.logs import configure_logging
 from config import Settings, SettingsError, load_settings
@@ -40,6 +40,7 @@ EXAMPLES = {
     "health": "tgjobs health --queues research,signals",
     "db": "tgjobs db migrate",
     "sink": "tgjobs sink",
+    "redis-acl": "tgjobs redis-acl --user tgjobs-worker --password \"$WORKER_PASSWORD\" --role worker | redis-cli",
 }
 
 Handler = Callable[[argparse.Namespace, Settings], int]
@@ -60,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(handler=handler)
         return sub
 
-    for module in (processes, jobs, queues, watch, health, database):
+    for module in (processes, jobs, queues, watch, health, database, redis_acl):
         module.add_commands(command)
     return parser
 

@@ -20,7 +20,8 @@ from cli.metrics import add_metrics_port, metrics_port, serve_metrics
 from cli.supervisor import Supervisor, WorkerSpec
 from config import Settings
 from streams import connect, run_workers
-from streams.server_version import RedisTooOld, check_redis_version
+from streams.durability import check_eviction
+from streams.server_version import RedisRefused, check_redis_version
 
 log = logging.getLogger("tgjobs")
 
@@ -94,10 +95,10 @@ def warn_at_start(settings: Settings) -> None:
 
 
 def run_checked(main: Coroutine[Any, Any, None]) -> None:
-    """Runs a process's main coroutine; a Redis too old to run on is a configuration error."""
+    """Runs a process's main coroutine; a Redis too old or evicting keys is a configuration error."""
     try:
         asyncio.run(main)
-    except RedisTooOld as exc:
+    except RedisRefused as exc:
         raise CliError(str(exc), EXIT_USAGE) from None
 
 
@@ -130,6 +131,7 @@ async def consume(settings: Settings, queues: list[str], *, concurrency: int | N
     redis = connect(settings)
     try:
         await check_redis_version(redis)
+        await check_eviction(redis, settings)
         handlers = build_handlers(settings, redis, queues)
         stopping = asyncio.Event()
         companions = [] if burst else [companion(settings, redis, stopping) for queue in handlers

@@ -65,6 +65,7 @@ class Settings(ApiFields, ServiceFields, TopologyFields, DatabaseFields, BaseSet
     redis_port: Annotated[int, Field(ge=1, le=65535)] = 6379
     redis_username: str | None = None
     redis_password: SecretStr | None = None
+    redis_allow_eviction: bool = False  # run on a Redis whose maxmemory-policy may evict keys (loses jobs)
     key_prefix: str = "tg"  # sits inside Redis hash tags: no braces, no colons
     queues: dict[QueueName, QueuePolicy] = Field(default_factory=lambda: dict(DEFAULT_POLICIES))
     read_block: PositiveSeconds = 5.0  # a worker blocks this long waiting for new entries
@@ -199,6 +200,9 @@ class Settings(ApiFields, ServiceFields, TopologyFields, DatabaseFields, BaseSet
         if params.get("ssl_check_hostname") in ("false", "0", "no", "off"):
             warnings.append("REDIS_URL has ssl_check_hostname=false: a certificate for any host name is "
                             "accepted from the Redis server")
+        if self.redis_allow_eviction:
+            warnings.append("REDIS_ALLOW_EVICTION=1: a Redis whose maxmemory-policy evicts keys is accepted; "
+                            "an evicted job is lost or dead-lettered (RecordMissing); use noeviction")
         return warnings
 
     def redacted_redis_url(self) -> str:

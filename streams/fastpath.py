@@ -3,8 +3,10 @@
 Same guarantees as the regular path (at-least-once, retries by reclaim, dead letters),
 less work per entry: one XREADGROUP over every lane for a large batch, the handler
 run inline (or once for the whole batch), and the batch acked in one pipeline.
-Entries carry their data (the wire format in the README); one that is not valid JSON,
-has no data, or is oversized is dead-lettered with the reason, and the rest go on.
+Entries carry their data (the wire format in the README); one that is not UTF-8 or not
+valid JSON, has no data, or is oversized is dead-lettered with the reason, and the rest
+go on. Entries are read as bytes and decoded here, one at a time, so one undecodable
+entry cannot fail the read of its batch.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 
 import orjson
 from redis.asyncio import Redis
+from redis.client import NEVER_DECODE
 
 from config import Settings
 from streams import metrics, tracing
@@ -30,6 +33,28 @@ from streams.tracing import TRACEPARENT, NoSpan, failure_span_events
 
 log = logging.getLogger(__name__)
 FAST_WAIT_MAX_S = 1.0  # a rate-limited read waits no longer, so a stop is never held up
+_TRACEPARENT_FIELD = TRACEPARENT.encode()  # entries are read as bytes
+
+
+def entry_text(data: bytes | None) -> tuple[str | None, str]:
+    """An entry's data as text, and '' or why it cannot run: data that is not UTF-8 comes
+    back with every byte above 127 written as \\xNN (as the Lua side escapes it), for
+    the dead letter."""
+    if data is None:
+        return None, ""
+    try:
+        return data.decode(), ""
+    except UnicodeDecodeError as exc:
+        reason = f"entry data is not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})"
+        return data.decode("ascii", "backslashreplace"), reason
+
+
+def entry_traceparent(value: bytes | None) -> str | None:
+    """An entry's traceparent field when it is ASCII (a raw XADD may put anything there)."""
+    try:
+        return value.decode("ascii") if value else None
+    except UnicodeDecodeError:
+        return None
 
 
 class BatchRunner:
@@ -48,8 +73,7 @@ class BatchRunner:
         self.in_flight: list[Delivery] = []
         self._batch_handler = bool(getattr(handler, "handles_batches", False))
         self._outage = Outage(log, f"{self.queue} failures")
-        self._lane_index = {lane_key: index for index, lane_key in enumerate(self.keys.lanes, 1)}
-        self._streams = dict.fromkeys(self.keys.lanes, ">")
+        self._lane_index = {lane_key.encode(): index for index, lane_key in enumerate(self.keys.lanes, 1)}
         self._decides = self.policy.rate_limit is not None or self.policy.lane_weights is not None
         self._job_prefix = self.keys.entry_job_prefix
 
@@ -60,13 +84,19 @@ class BatchRunner:
         through read_entries.lua, which decides; one with neither, with XREADGROUP."""
         if self._decides:
             return await self._read_decided(block_s)
-        block = max(int(block_s * 1000), 1) if block_s > 0 else None
-        reply = await self.redis.xreadgroup(GROUP, self.consumer, self._streams, count=self.policy.batch_size,
-                                            block=block)
+        block = ["BLOCK", max(int(block_s * 1000), 1)] if block_s > 0 else []
+        reply = await self.redis.execute_command(
+            "XREADGROUP", "GROUP", GROUP, self.consumer, "COUNT", self.policy.batch_size, *block,
+            "STREAMS", *self.keys.lanes, ">", ">", ">", **{NEVER_DECODE: []})
         prefix = self._job_prefix
-        deliveries = [Delivery(self._lane_index[lane_key], entry_id, prefix + entry_id, fields.get("data"), 0, 0, 1,
-                               fields.get(TRACEPARENT))
-                      for lane_key, entries in reply or [] for entry_id, fields in entries]
+        deliveries = []
+        for lane_key, entries in reply or []:
+            lane = self._lane_index[lane_key]
+            for raw_id, fields in entries:
+                entry_id = raw_id.decode()
+                data, invalid = entry_text(fields.get(b"data"))
+                deliveries.append(Delivery(lane, entry_id, prefix + entry_id, data, 0, 0, 1,
+                                           entry_traceparent(fields.get(_TRACEPARENT_FIELD)), invalid))
         if len(reply or ()) > 1:
             deliveries.sort(key=lambda d: d.lane)  # strict priority within the batch
         return deliveries
@@ -117,6 +147,9 @@ class BatchRunner:
         queue, redis, keys, events_max_len = self.queue, self.redis, self.keys, self.settings.events_max_len
         jobs, kept, rejected = [], [], []
         for d in deliveries:
+            if d.invalid:
+                rejected.append((d, InvalidJob(d.invalid)))
+                continue
             if d.raw is None:
                 rejected.append((d, InvalidJob("entry has no 'data' field")))
                 continue

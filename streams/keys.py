@@ -133,6 +133,15 @@ class QueueKeys:
     def limiter(self) -> str:
         return f"{self.tag}:limiter"
 
+    def run_mark(self, run: str) -> str:
+        """The outcome a stream-kept job's run recorded on failure, under its run token,
+        kept a short while so a call re-sent after a lost reply finds it (fail_entry.lua)."""
+        return f"{self.tag}:run:{run}"
+
+    @property
+    def run_mark_prefix(self) -> str:
+        return self.run_mark("")
+
     @property
     def idempotency_prefix(self) -> str:
         """Prefix of idempotency keys; the rest is `idempotency_digest(key)`."""

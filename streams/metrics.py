@@ -140,6 +140,8 @@ FAILED = Counter(f"{NAMESPACE}_jobs_failed", "Runs this process failed; outcome 
                  "(dead-lettered)", ["queue", "outcome"], registry=REGISTRY)
 DISCARDED = Counter(f"{NAMESPACE}_jobs_discarded", "Runs whose outcome was discarded: another worker had taken "
                     "the job over", ["queue"], registry=REGISTRY)
+REQUEUED = Counter(f"{NAMESPACE}_jobs_requeued", "Waiting jobs found with no stream entry a worker would read "
+                   "(evicted?) and queued again", ["queue"], registry=REGISTRY)
 LIMITED = Counter(f"{NAMESPACE}_rate_limited", "Reads that found the queue's rate limit spent", ["queue"],
                   registry=REGISTRY)
 LIMITED_SECONDS = Counter(f"{NAMESPACE}_rate_limit_wait_seconds", "Time spent waiting for rate-limit permits",
@@ -196,6 +198,10 @@ def job_outcome(queue: str, outcome: str, count: int = 1) -> None:
         FAILED.labels(queue, outcome).inc(count)
     else:
         DISCARDED.labels(queue).inc(count)
+
+
+def jobs_requeued(queue: str, count: int) -> None:
+    REQUEUED.labels(queue).inc(count)
 
 
 def rate_limited(queue: str, wait_s: float) -> None:

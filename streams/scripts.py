@@ -7,8 +7,10 @@ failover) and retries, so callers never see that error.
 
 from __future__ import annotations
 
+import itertools
 import re
-from dataclasses import dataclass
+import secrets
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from typing import Any, Literal
@@ -24,9 +26,11 @@ from streams.replication import ReplicaWait
 _INCLUDE = re.compile(r"^--!include (\S+)$", re.MULTILINE)
 SCRIPT_NAMES = ("add", "read", "reclaim", "complete", "fail", "extend", "trim", "remove", "retry", "clean",
                 "reap", "read_entries", "settle_entries", "fail_entry", "describe_entry", "remove_entry", "replay_entry",
-                "clean_kept")
+                "clean_kept", "requeue_lost")
 SCHEDULED_MOVES_PER_READ = 100
+RUN_MARK_TTL_S = 600  # how long a stream-kept run's failure outcome is kept for a re-sent call
 RECLAIM_PAGE = 100
+REQUEUE_PAGE = 200
 
 
 @cache
@@ -55,9 +59,21 @@ class Scripts:
         return self._scripts[name]
 
 
+_RUN_PREFIX = secrets.token_hex(6)
+_RUN_COUNTER = itertools.count()
+
+
+def new_run() -> str:
+    """A token naming one run (one delivery to this process), unique across processes:
+    the settling scripts record it, so a call re-sent after a lost reply finds its own
+    outcome instead of counting it again or calling itself fenced out."""
+    return f"{_RUN_PREFIX}{next(_RUN_COUNTER):x}"
+
+
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    """A job handed to this worker: which entry, and the delivery count that fences it."""
+    """A job handed to this worker: which entry, the delivery count that fences it, and
+    the token of this run."""
 
     lane: int  # 1-based lane index, as in the scripts
     entry_id: str
@@ -67,6 +83,8 @@ class Delivery:
     stalls: int
     delivery: int
     traceparent: str | None = None  # the trace context of the span that added the job
+    invalid: str = ""  # why the entry cannot run ('' when it can): its data is not UTF-8
+    run: str = field(default_factory=new_run)
 
     @property
     def entry_key(self) -> str:
@@ -80,7 +98,7 @@ class Delivery:
         stalls, delivery count[, traceparent]."""
         lane, entry_id, job_id, raw, attempts, stalls, delivery = row[:7]
         return cls(int(lane), entry_id, job_id, raw or None, int(attempts or 0), int(stalls or 0),
-                   int(delivery), (row[7] or None) if len(row) > 7 else None)
+                   int(delivery), (row[7] or None) if len(row) > 7 else None, row[8] if len(row) > 8 else "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,9 +167,10 @@ class QueueScripts:
         rate_max, rate_window = _rate(policy)
         weights = ",".join(map(str, policy.lane_weights)) if policy.lane_weights else ""
         keys = [*k.lanes, k.meta, k.limiter, k.scheduled, k.state_index("waiting"),
-                k.state_index("active"), k.events, k.inflight, k.job_prefix]
+                k.state_index("active"), k.events, k.inflight, k.job_prefix, k.dead]
         args = [GROUP, consumer, want, weights, rate_max, rate_window,
-                self.settings.events_max_len, SCHEDULED_MOVES_PER_READ]
+                self.settings.events_max_len, SCHEDULED_MOVES_PER_READ, self.settings.dead_letter_max_len,
+                self.queue]
         reply = await self.scripts["read"](keys, args)
         kind = reply[0]
         if kind == "jobs":
@@ -180,11 +199,12 @@ class QueueScripts:
                            int(settled))
 
     async def complete(self, consumer: str, runs: list[tuple[Delivery, str]]) -> list[bool]:
-        """runs: (delivery, return value as JSON). True where the outcome was recorded."""
+        """runs: (delivery, return value as JSON). True where the outcome was recorded (by
+        this call, or by the same call sent before its reply was lost)."""
         k = self.keys
         keys = [*k.lanes, k.state_index("active"), k.state_index("completed"), k.events,
                 k.inflight, k.job_prefix, k.logs_prefix, k.meta]
-        encoded = orjson.dumps([(d.lane, d.entry_id, d.delivery, d.job_id, value) for d, value in runs])
+        encoded = orjson.dumps([(d.lane, d.entry_id, d.delivery, d.job_id, value, d.run) for d, value in runs])
         args = [GROUP, consumer, self.policy.keep_completed, self.settings.events_max_len, encoded]
         return [bool(int(x)) for x in await self._write("complete", keys, args)]
 
@@ -198,18 +218,19 @@ class QueueScripts:
         args = [GROUP, consumer, d.lane, d.entry_id, d.delivery, d.job_id, message,
                 type(error).__name__, stack, _ms(backoff), "1" if unrecoverable else "0",
                 policy.keep_failed, self.settings.events_max_len,
-                self.settings.dead_letter_max_len, self.queue]
+                self.settings.dead_letter_max_len, self.queue, d.run]
         return await self._write("fail", keys, args)
 
     async def fail_entry(self, consumer: str, d: Delivery, raw_data: str, error: BaseException,
                          backoff: float, unrecoverable: bool) -> Literal["retry", "dead", "lost"]:
         """fail() for a stream-kept job: the entry has no record, so its data travels along."""
         k, policy = self.keys, self.policy
-        keys = [k.lanes[d.lane - 1], k.failures, k.dead, k.events, k.meta, k.kept("failed")]
+        keys = [k.lanes[d.lane - 1], k.failures, k.dead, k.events, k.meta, k.kept("failed"), k.run_mark(d.run)]
         args = [GROUP, consumer, d.lane, LANES[d.lane - 1], d.entry_id, d.delivery, d.job_id, raw_data,
                 str(error) or type(error).__name__, type(error).__name__, d.attempts_made, d.stalls,
                 _ms(backoff), "1" if unrecoverable else "0", policy.attempts,
-                self.settings.dead_letter_max_len, self.settings.events_max_len, self.queue, policy.keep_failed]
+                self.settings.dead_letter_max_len, self.settings.events_max_len, self.queue, policy.keep_failed,
+                RUN_MARK_TTL_S * 1000]
         return await self._write("fail_entry", keys, args)
 
     async def read_entries(self, consumer: str, want: int) -> ReadResult:
@@ -222,8 +243,8 @@ class QueueScripts:
         kind, prefix = reply[0], k.entry_job_prefix
         if kind == "entries":
             return ReadResult("jobs", [Delivery(int(lane), entry_id, prefix + entry_id, data or None, 0, 0, 1,
-                                                traceparent or None)
-                                       for lane, entry_id, data, traceparent in reply[1]])
+                                                traceparent or None, invalid)
+                                       for lane, entry_id, data, traceparent, invalid in reply[1]])
         if kind == "limited":
             return ReadResult("limited", [], int(reply[1]))
         if kind == "empty":
@@ -270,11 +291,24 @@ class QueueScripts:
         return await self._write("clean_kept", [self.keys.kept(state)], [_ms(grace), limit])
 
     async def extend(self, consumer: str, deliveries: list[Delivery]) -> list[bool]:
-        """Extends leases; False where the entry is no longer this consumer's."""
+        """Extends leases; False where the entry is no longer this run's (taken over, or
+        its outcome recorded already)."""
+        k, recorded = self.keys, self.policy.records
         args: list[Any] = [GROUP, consumer, len(deliveries)]
         for d in deliveries:
-            args += [d.lane, d.entry_id, d.delivery]
-        return [bool(int(x)) for x in await self.scripts["extend"](self.keys.lanes, args)]
+            args += [d.lane, d.entry_id, d.delivery, d.job_id if recorded else "", d.run]
+        return [bool(int(x)) for x in await self.scripts["extend"]([*k.lanes, k.job_prefix, k.run_mark_prefix],
+                                                                   args)]
+
+    async def requeue_lost(self, cursor: str = "0") -> tuple[str, list[str], list[str]]:
+        """One page of the walk over waiting jobs: (next cursor, '0' when done; ids queued
+        again because no worker would read their entry; ids dead-lettered as RecordMissing)."""
+        k = self.keys
+        keys = [*k.lanes, k.state_index("waiting"), k.events, k.job_prefix, k.dead, k.meta]
+        args = [GROUP, cursor, REQUEUE_PAGE, self.settings.events_max_len, self.settings.dead_letter_max_len,
+                self.queue]
+        next_cursor, requeued, buried = await self.scripts["requeue_lost"](keys, args)
+        return next_cursor, requeued, buried
 
     async def trim(self, lane: int) -> int:
         return int(await self.scripts["trim"]([self.keys.lanes[lane - 1]], []))

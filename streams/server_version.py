@@ -18,7 +18,12 @@ log = logging.getLogger(__name__)
 REQUIRED_REDIS = (7, 0)
 
 
-class RedisTooOld(StreamsError):
+class RedisRefused(StreamsError):
+    """The Redis server is one the engine must not run on; the message says why and
+    what to change. A process's start fails with it (exit 2 from the CLI)."""
+
+
+class RedisTooOld(RedisRefused):
     """The Redis server is older than REQUIRED_REDIS; the message names its version."""
 
 

@@ -1,7 +1,8 @@
 """A worker's upkeep of its queue beside the loop: leases of the jobs it runs extended
 every third of the lease (so the reclaim walk never takes a job from a live worker),
-and now and then the lanes trimmed of what every group is done with and the consumers
-that left without pending entries removed. QueueWorker owns one.
+and now and then the lanes trimmed of what every group is done with, the consumers
+that left without pending entries removed, and (queues with job records) waiting jobs
+that no worker would ever read queued again (requeue_lost.lua). QueueWorker owns one.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import logging
 from collections.abc import Callable
 
 from config import Settings
+from streams import metrics
+from streams.keeping import keeps_records
 from streams.outage import is_missing_group, is_transient
 from streams.scripts import Delivery, QueueScripts
 
@@ -18,6 +21,7 @@ log = logging.getLogger("streams.worker")
 
 TRIM_EVERY_S = 5.0
 REAP_EVERY_S = 60.0
+REQUEUE_EVERY_S = 30.0
 
 
 class Upkeep:
@@ -28,6 +32,7 @@ class Upkeep:
         self.consumer = consumer
         self._next_trim = 0.0
         self._next_reap = 0.0
+        self._next_requeue = 0.0 if keeps_records(scripts.policy) else float("inf")
 
     async def tidy(self, now: float) -> None:
         """Trims the lanes and removes consumers that left, each when due."""
@@ -42,6 +47,25 @@ class Upkeep:
                     log.info("%s: removed idle consumers without pending entries: %s",
                              self.queue, ", ".join(removed))
             self._next_reap = now + REAP_EVERY_S
+        if now >= self._next_requeue:
+            await self.requeue_lost()
+            self._next_requeue = now + REQUEUE_EVERY_S
+
+    async def requeue_lost(self) -> None:
+        """Walks the waiting jobs once: those whose entry no worker would read are queued
+        again, those whose record is gone dead-lettered; both logged, the first counted."""
+        cursor = "0"
+        while True:
+            cursor, requeued, buried = await self.scripts.requeue_lost(cursor)
+            if requeued:
+                metrics.jobs_requeued(self.queue, len(requeued))
+                log.warning("%s: %d waiting job(s) had no stream entry a worker would read (evicted?); queued "
+                            "again: %s", self.queue, len(requeued), ", ".join(requeued))
+            if buried:
+                log.error("%s: %d waiting job(s) had lost their record (evicted?); dead-lettered as "
+                          "RecordMissing: %s", self.queue, len(buried), ", ".join(buried))
+            if cursor == "0":
+                return
 
     async def extend_leases(self, in_flight: Callable[[], list[Delivery]]) -> None:
         """Re-claims the running entries every third of the lease, until cancelled."""

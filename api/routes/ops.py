@@ -10,15 +10,16 @@ from api.auth import bearer_principal
 from api.errors import redis_unavailable, unavailable_reason
 from api.messages import query, respond
 from api.routes.common import now_ms
-from api.ops_schemas import (AuditEntryView, AuditPage, Health, QueueStreams, Readiness, StreamsOverview,
-                             WorkersOverview, WorkerView)
+from api.ops_schemas import (AuditEntryView, AuditPage, Health, Persistence, QueueStreams, Readiness,
+                             StreamsOverview, WorkersOverview, WorkerView)
 from api.schemas import PageQuery
 from api.sink_schemas import SinkView
 from api.state import ADMIN, AUDIT, OPENAPI, REDIS, SETTINGS
 from processors.outbox_admin import OutboxAdmin
+from streams.durability import RedisEvicts, read_durability
 from streams.registry import WorkerRegistry
 
-ANONYMOUS_HIDDEN = {"redis", "scripts"}  # /readyz details, for a caller with a token
+ANONYMOUS_HIDDEN = {"redis", "scripts", "persistence"}  # /readyz details, for a caller with a token
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -27,23 +28,29 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Redis answers and holds every script; scripts it lost (a restart, a failover)
-    are loaded again here, so a ready answer means the next job can be added. Anyone
-    gets the status and a reason word; the details (which say how Redis is reached)
-    need a valid token of any role."""
+    """Redis answers, holds every script and evicts no keys (unless REDIS_ALLOW_EVICTION);
+    scripts it lost (a restart, a failover) are loaded again here, so a ready answer
+    means the next job can be added. Anyone gets the status and a reason word; the
+    details (which say how Redis is reached, and what it persists) need a valid token
+    of any role."""
     admin = request.app[ADMIN]
     detailed = bearer_principal(request) is not None
+    persistence = None
     try:
         await request.app[REDIS].ping()
         if not await admin.scripts_loaded():
             await admin.load_scripts()
+        durability = await read_durability(request.app[REDIS])
+        persistence = Persistence(**durability.as_dict())
+        if durability.evicts and not request.app[SETTINGS].redis_allow_eviction:
+            raise RedisEvicts(durability.eviction_problem())
     except Exception as exc:
-        if not redis_unavailable(exc):
+        if not redis_unavailable(exc) and not isinstance(exc, RedisEvicts):
             raise
         answer = Readiness(status="unavailable", reason=unavailable_reason(exc), redis=f"{type(exc).__name__}: {exc}",
-                           scripts=False)
+                           scripts=persistence is not None, persistence=persistence)
         return respond(answer, 503, exclude=None if detailed else ANONYMOUS_HIDDEN)
-    return respond(Readiness(status="ready", redis="ok", scripts=True),
+    return respond(Readiness(status="ready", redis="ok", scripts=True, persistence=persistence),
                    exclude={"reason"} if detailed else ANONYMOUS_HIDDEN | {"reason"})
 
 

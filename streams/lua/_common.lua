@@ -86,6 +86,48 @@ local function emit(eventsKey, maxLen, event, jobId, ...)
   redis.call('XADD', eventsKey, 'MAXLEN', '~', maxLen, '*', 'event', event, 'job', jobId, ...)
 end
 
+-- The byte offset (0-based) where `s` stops being valid UTF-8, or nil when it all is
+-- (Python's strict decoder's rule: no overlong forms, no surrogates, nothing past
+-- U+10FFFF). ASCII, the common case, is answered by one C-speed find.
+local function invalid_utf8_at(s)
+  if not string.find(s, '[\128-\255]') then return nil end
+  local i, n = 1, #s
+  while i <= n do
+    local c = string.byte(s, i)
+    local len, low, high = 1, 0x80, 0xBF  -- bounds of the second byte
+    if c >= 0xC2 and c <= 0xDF then len = 2
+    elseif c >= 0xE0 and c <= 0xEF then
+      len = 3
+      if c == 0xE0 then low = 0xA0 elseif c == 0xED then high = 0x9F end
+    elseif c >= 0xF0 and c <= 0xF4 then
+      len = 4
+      if c == 0xF0 then low = 0x90 elseif c == 0xF4 then high = 0x8F end
+    elseif c >= 0x80 then return i - 1 end
+    for j = i + 1, i + len - 1 do
+      local b = string.byte(s, j)
+      if not b or b < low or b > high then return i - 1 end
+      low, high = 0x80, 0xBF
+    end
+    i = i + len
+  end
+  return nil
+end
+
+-- `s` with every byte above 127 written as \xNN: what a dead letter keeps of data that
+-- is not UTF-8, so every reader can decode it (streams/fastpath.py escapes the same way).
+local function ascii_escaped(s)
+  return (string.gsub(s, '[\128-\255]', function(c) return string.format('\\x%02x', string.byte(c)) end))
+end
+
+-- Entry data as a job may carry it: (data, '') when it is UTF-8 (or absent), else its
+-- escaped form and the reason it cannot run.
+local function checked_data(data)
+  local at = data and invalid_utf8_at(data)
+  if not at then return data, '' end
+  return ascii_escaped(data), string.format('entry data is not valid UTF-8 (byte 0x%02x at offset %d)',
+    string.byte(data, at + 1), at)
+end
+
 -- Keeps the newest `keep` ids of a finished-state index; deletes older records.
 local function enforce_retention(indexKey, keep, jobPrefix, logsPrefix)
   local excess = redis.call('ZCARD', indexKey) - keep
@@ -98,16 +140,36 @@ local function enforce_retention(indexKey, keep, jobPrefix, logsPrefix)
 end
 
 -- What every final failure does, on either way of keeping jobs: the dead letter (the
--- job as it was, `letter`, and why it failed), the ack of its entry, the queue's total
+-- job as it was, `letter`, and why it failed), the ack of its entry (if it has one), the queue's total
 -- of final failures and the `failed` event.
 local function bury(ctx, laneKey, entryId, jobId, letter, reason, errorType, now)
   redis.call('XADD', ctx.dead, 'MAXLEN', '~', ctx.deadMaxLen, '*',
     'job', jobId, 'queue', ctx.queue, 'name', letter.name, 'lane', letter.lane, 'data', letter.data,
     'error', reason, 'errorType', errorType, 'attempts', letter.attempts, 'stalls', letter.stalls,
     'createdAt', letter.createdAt, 'failedAt', now)
-  redis.call('XACK', laneKey, ctx.group, entryId)
+  if entryId then redis.call('XACK', laneKey, ctx.group, entryId) end
   redis.call('HINCRBY', ctx.meta, 'failed', 1)
   emit(ctx.events, ctx.eventsMaxLen, 'failed', jobId, 'error', reason)
+end
+
+-- Removing a job deletes its entry and its index membership, so a recorded job's entry or
+-- waiting id outliving its record means Redis dropped the record: a server that evicts keys.
+local RECORD_MISSING = 'job record missing (evicted? see maxmemory-policy)'
+local TOMBSTONE_MS = 86400000
+
+-- A recorded job whose record Redis dropped: buried (RecordMissing), out of the indexes
+-- `ctx` names (waiting, active), and a `failed` tombstone record kept a day, which tells
+-- whoever looks the job up, and the other paths that meet the job (its entry read or
+-- reclaimed, its waiting id walked), that it is buried already.
+local function bury_missing(ctx, laneKey, laneIndex, entryId, jobId, createdAt, now)
+  bury(ctx, laneKey, entryId, jobId, { name = '', lane = LANE_NAMES[laneIndex] or '', data = 'null',
+    attempts = 0, stalls = 0, createdAt = createdAt }, RECORD_MISSING, 'RecordMissing', now)
+  if ctx.waiting then redis.call('ZREM', ctx.waiting, jobId) end
+  if ctx.active then redis.call('ZREM', ctx.active, jobId) end
+  local job = ctx.jobPrefix .. jobId
+  redis.call('HSET', job, 'id', jobId, 'queue', ctx.queue, 'state', 'failed', 'failedReason', RECORD_MISSING,
+    'errorType', 'RecordMissing', 'finishedAt', now)
+  redis.call('PEXPIRE', job, TOMBSTONE_MS)
 end
 
 -- Final failure of a recorded job: buried with its record's data, and the record
@@ -124,6 +186,15 @@ local function dead_letter(ctx, job, jobId, laneKey, entryId, inflightField, rea
   enforce_retention(ctx.failed, ctx.keepFailed, ctx.jobPrefix, ctx.logsPrefix)
 end
 
+-- The outcome run `run` recorded on a job, from the job's 'settled' field
+-- ("<run token>:<outcome>"), or nil when that run recorded none: a call re-sent after a
+-- lost reply answers with it and changes nothing.
+local function settled_by(job, run)
+  local settled = redis.call('HGET', job, 'settled')
+  if settled and string.sub(settled, 1, #run + 1) == run .. ':' then return string.sub(settled, #run + 2) end
+  return nil
+end
+
 -- Fencing: XACK takes no consumer, so before recording an outcome we check the entry
 -- is still pending to this consumer with the delivery count the run started with.
 local function owns(laneKey, group, entryId, consumer, delivery)
@@ -136,6 +207,7 @@ end
 -- looked up by id); its retry state goes.
 local function dead_letter_entry(ctx, laneKey, laneName, entryId, field, jobId, data, reason,
                                  errorType, attempts, stalls, now)
+  data = checked_data(data)  -- a reader must be able to decode the letter
   bury(ctx, laneKey, entryId, jobId, { name = ctx.queue, lane = laneName, data = data or 'null',
     attempts = attempts, stalls = stalls, createdAt = string.match(entryId, '^(%d+)') }, reason, errorType, now)
   if ctx.keepFailed > 0 then
@@ -199,4 +271,12 @@ end
 -- The 'data' field of an entry's field list, or nil.
 local function entry_data(fields)
   return field_of(fields, 'data')
+end
+
+-- An entry's W3C traceparent field, or false when it has none or not one of that form
+-- (a raw XADD may carry anything there; only a well-formed one reaches the client).
+local function entry_traceparent(fields)
+  local value = field_of(fields, 'traceparent')
+  if value and string.match(value, '^%x%x%-%x+%-%x+%-%x%x$') then return value end
+  return false
 end

@@ -1,7 +1,9 @@
 --[[
   Records the success of one or more runs: for each whose entry this consumer still
   owns (fenced, see owns()), ack the entry, store the return value, move the record to
-  completed with finishedAt and duration, and emit an event. Then enforce retention.
+  completed with finishedAt and duration, note the run's token ('settled'), and emit an
+  event. Then enforce retention. A run that recorded its success already (the call is
+  re-sent after a lost reply) counts as recorded, and changes nothing.
 
   KEYS[1..3] lane streams high, normal, low
   KEYS[4] active index   KEYS[5] completed index   KEYS[6] events stream
@@ -11,9 +13,10 @@
   ARGV[1] group  ARGV[2] consumer  ARGV[3] completed records kept  ARGV[4] events cap
   ARGV[5] the runs as one JSON array (one argument instead of 5 per run, whose packing
           was the client's largest cost), each [lane index, entry id, delivery count,
-          job id, return value (JSON text)]
+          job id, return value (JSON text), run token]
 
-  Returns, per run, 1 if recorded or 0 if the entry is no longer this run's.
+  Returns, per run, 1 if recorded (now or by this run before) or 0 if the entry is no
+  longer this run's.
   Acks and index writes are gathered and sent once per key at the end.
 ]]
 --!include _common.lua
@@ -27,7 +30,7 @@ local results = {}
 local acks, inflightFields, doneIds, completedPairs = { {}, {}, {} }, {}, {}, {}
 
 for _, run in ipairs(runs) do
-  local lane, entryId, delivery, jobId, value = run[1], run[2], run[3], run[4], run[5]
+  local lane, entryId, delivery, jobId, value, token = run[1], run[2], run[3], run[4], run[5], run[6]
   if owns(KEYS[lane], group, entryId, consumer, delivery) then
     local job = jobPrefix .. jobId
     local laneAcks = acks[lane]
@@ -36,12 +39,15 @@ for _, run in ipairs(runs) do
     local rec = redis.call('HMGET', job, 'processedAt', 'attemptsMade')
     local started = tonumber(rec[1]) or now
     redis.call('HSET', job, 'state', 'completed', 'returnvalue', value, 'finishedAt', now,
-      'duration', now - started, 'progress', 100, 'attemptsMade', (tonumber(rec[2]) or 0) + 1)
+      'duration', now - started, 'progress', 100, 'attemptsMade', (tonumber(rec[2]) or 0) + 1,
+      'settled', token .. ':completed')
     redis.call('HDEL', job, 'failedReason', 'stacktrace', 'errorType')
     doneIds[#doneIds + 1] = jobId
     completedPairs[#completedPairs + 1] = now
     completedPairs[#completedPairs + 1] = jobId
     emit(events, eventsMaxLen, 'completed', jobId, 'duration', now - started)
+    results[#results + 1] = 1
+  elseif settled_by(jobPrefix .. jobId, token) == 'completed' then
     results[#results + 1] = 1
   else
     results[#results + 1] = 0

@@ -2,7 +2,9 @@
   Records a handler failure (fenced, see owns()). With attempts left, the job becomes
   `delayed` (backing off): its entry stays pending, its idle clock is reset, and the reclaim walk
   claims it once idle passes `backoffMs`. After the last attempt (or when the error is
-  unrecoverable) it is dead-lettered and acked.
+  unrecoverable) it is dead-lettered and acked. The outcome is noted under the run's
+  token ('settled'): the same call re-sent after a lost reply answers it again and
+  counts no second attempt.
 
   KEYS[1] lane stream     KEYS[2] active index     KEYS[3] retrying index
   KEYS[4] failed index    KEYS[5] dead letters     KEYS[6] events stream
@@ -13,7 +15,7 @@
   ARGV[5] delivery count  ARGV[6] job id  ARGV[7] error message  ARGV[8] error type
   ARGV[9] stack trace  ARGV[10] backoff ms  ARGV[11] '1' if unrecoverable
   ARGV[12] failed records kept  ARGV[13] events cap  ARGV[14] dead-letter cap
-  ARGV[15] queue name
+  ARGV[15] queue name  ARGV[16] run token
 
   Returns 'retry', 'dead' or 'lost' (the entry is no longer this run's).
 ]]
@@ -31,19 +33,23 @@ local ctx = {
 }
 local now = now_ms()
 
+local job = ctx.jobPrefix .. jobId
+local run = ARGV[16]
+local before = settled_by(job, run)
+if before then return before end
 if not owns(lane, group, entryId, consumer, delivery) then return 'lost' end
 
-local job = ctx.jobPrefix .. jobId
 local attempts = redis.call('HINCRBY', job, 'attemptsMade', 1)
 redis.call('HSET', job, 'failedReason', message, 'errorType', errorType, 'stacktrace', ARGV[9])
 local maxAttempts = tonumber(redis.call('HGET', job, 'maxAttempts')) or 1
 
 if unrecoverable or attempts >= maxAttempts then
+  redis.call('HSET', job, 'settled', run .. ':dead')  -- before retention may take the record
   dead_letter(ctx, job, jobId, lane, entryId, laneIndex .. ':' .. entryId, message, errorType, now)
   return 'dead'
 end
 
-redis.call('HSET', job, 'state', 'delayed', 'backoffMs', backoffMs)
+redis.call('HSET', job, 'state', 'delayed', 'backoffMs', backoffMs, 'settled', run .. ':retry')
 redis.call('ZREM', ctx.active, jobId)
 redis.call('ZADD', ctx.retrying, now + backoffMs, jobId)
 -- Claiming our own entry with JUSTID resets its idle time without counting a delivery.

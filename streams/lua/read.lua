@@ -4,17 +4,22 @@
   takes one rate-limit permit per entry read and marks each job active. Reading,
   permits and the start of each job happen in one step, so a worker never holds
   entries it cannot start and never spends a permit on an entry it did not get.
+  An entry that names no job is dead-lettered alone (InvalidJob), and so is one whose
+  job has no record (RecordMissing: removing a job deletes its entry, so only a Redis
+  that evicts keys loses a record); an entry whose job is in another state is acked.
 
   KEYS[1..3] lane streams high, normal, low
   KEYS[4]  meta hash (paused flag, weighted-read counter)
   KEYS[5]  rate limiter (zset)
   KEYS[6]  scheduled set      KEYS[7]  waiting index    KEYS[8] active index
   KEYS[9]  events stream      KEYS[10] in-flight hash   KEYS[11] job key prefix
+  KEYS[12] dead letters
 
   ARGV[1] group   ARGV[2] consumer   ARGV[3] want (free slots, >= 1)
   ARGV[4] lane weights "h,n,l" or '' for strict priority
   ARGV[5] rate limit max (0 = none)   ARGV[6] rate window ms
   ARGV[7] events stream cap           ARGV[8] most scheduled jobs moved per call
+  ARGV[9] dead-letter cap             ARGV[10] queue name
 
   Returns one of
     {'jobs', {lane index, entry id, job id, data, attemptsMade, stalls, 1, traceparent or nil}...}
@@ -30,6 +35,9 @@ local group, consumer, want = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local rateMax, rateWindow = tonumber(ARGV[5]), tonumber(ARGV[6])
 local eventsMaxLen, moveLimit = ARGV[7], tonumber(ARGV[8])
 local now = now_ms()
+local ctx = { group = group, queue = ARGV[10], dead = KEYS[12], deadMaxLen = ARGV[9], meta = meta,
+              events = events, eventsMaxLen = eventsMaxLen, waiting = waiting, active = active,
+              jobPrefix = jobPrefix }
 
 -- Scheduled jobs that are due join their lanes, paused or not.
 local due = redis.call('ZRANGEBYSCORE', scheduled, '-inf', now, 'LIMIT', 0, moveLimit)
@@ -55,6 +63,7 @@ local quota = lane_quotas(meta, ARGV[4], allowed)
 
 -- Index writes are gathered and sent once per key at the end (one HSET, ZREM, ZADD).
 local jobs, inflightPairs, startedIds, activePairs = {}, {}, {}, {}
+
 local function read_lane(lane, count)
   if count <= 0 then return 0 end
   local reply = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', count,
@@ -63,13 +72,17 @@ local function read_lane(lane, count)
   local got = 0
   for _, entry in ipairs(reply[1][2]) do
     local entryId, fields = entry[1], entry[2]
-    local jobId = nil
-    for f = 1, #fields, 2 do
-      if fields[f] == 'job' then jobId = fields[f + 1] end
-    end
+    local jobId = field_of(fields, 'job')
+    if jobId and not string.match(jobId, '^[a-z][a-z0-9_]*%-[A-Za-z0-9_%-]+$') then jobId = nil end
     local job = jobId and (jobPrefix .. jobId)
     local rec = job and redis.call('HMGET', job, 'state', 'data', 'attemptsMade', 'stalls', 'traceparent')
-    if rec and rec[1] == 'waiting' then
+    if not rec then
+      bury(ctx, KEYS[lane], entryId, '', { name = '', lane = LANE_NAMES[lane], data = 'null', attempts = 0,
+        stalls = 0, createdAt = string.match(entryId, '^(%d+)') }, 'entry ' .. entryId .. " has no valid 'job' field",
+        'InvalidJob', now)
+    elseif not rec[1] then
+      bury_missing(ctx, KEYS[lane], lane, entryId, jobId, string.match(entryId, '^(%d+)'), now)
+    elseif rec[1] == 'waiting' then
       redis.call('HSET', job, 'state', 'active', 'processedAt', now)
       inflightPairs[#inflightPairs + 1] = lane .. ':' .. entryId
       inflightPairs[#inflightPairs + 1] = jobId
@@ -81,7 +94,7 @@ local function read_lane(lane, count)
       jobs[#jobs + 1] = { lane, entryId, jobId, rec[2], rec[3], rec[4], 1, rec[5] }
       got = got + 1
     else
-      -- The job was removed (or its entry is not a job): nothing to run.
+      -- The job is in another state: this entry is stale, nothing to run.
       redis.call('XACK', KEYS[lane], group, entryId)
     end
   end

@@ -6,7 +6,9 @@
     active    -> claimed once idle >= the lease: its worker died or froze. The delivery
                  counter less the handler failures counts crash redeliveries; past the
                  crash budget the job is dead-lettered instead.
-    finished or removed -> the stale pending entry is acked.
+    finished  -> the stale pending entry is acked.
+    missing   -> (the in-flight hash names a job without a record: Redis evicted it)
+                 dead-lettered as RecordMissing, never acked silently.
   Stream-kept entries have no record: their failures hash entry (absent until a
   first failure) holds the same state, attempts and backoff.
   A claimed entry whose body was trimmed or deleted is settled (dead-lettered) rather
@@ -31,7 +33,8 @@
 
   Returns {next lane index (0 when the walk is done), next cursor id,
            {{lane index, entry id, job id, data, attemptsMade, stalls, delivery count,
-             traceparent or nil}...},
+             traceparent or nil, why it cannot run ('' when it can; a stream-kept entry's data
+             that is not UTF-8 comes escaped, see checked_data())}...},
            number of entries settled}
 ]]
 --!include _common.lua
@@ -82,8 +85,9 @@ local function visit_entry(lane, p)
     redis.call('HSET', ctx.failures, field, 'active:' .. attempts .. ':0')
     if crash then emit(ctx.events, ctx.eventsMaxLen, 'stalled', jobId, 'stalls', stalls) end
     take_permit(limiter, rateMax, rateWindow, now, field .. ':' .. (deliveries + 1))
-    claimed[#claimed + 1] = { lane, entryId, jobId, entry_data(got[1][2]), attempts, stalls,
-      deliveries + 1, field_of(got[1][2], 'traceparent') or false }
+    local data, invalid = checked_data(entry_data(got[1][2]))
+    claimed[#claimed + 1] = { lane, entryId, jobId, data, attempts, stalls, deliveries + 1,
+      entry_traceparent(got[1][2]), invalid }
     allowed = allowed - 1
   end
 end
@@ -97,8 +101,14 @@ local function visit(lane, p)
   local job = ctx.jobPrefix .. jobId
   local rec = redis.call('HMGET', job, 'state', 'attemptsMade', 'backoffMs')
   local state = rec[1]
+  if not state then
+    bury_missing(ctx, laneKey, lane, entryId, jobId, string.match(entryId, '^(%d+)'), now)
+    redis.call('HDEL', ctx.inflight, field)
+    settled = settled + 1
+    return
+  end
   if state ~= 'active' and state ~= 'delayed' then
-    -- Finished, removed, or never ours to track: nothing left to run.
+    -- Finished: a stale entry, nothing left to run.
     redis.call('XACK', laneKey, group, entryId)
     redis.call('HDEL', ctx.inflight, field)
     settled = settled + 1

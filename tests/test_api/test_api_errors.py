@@ -207,7 +207,8 @@ async def test_redis_down_is_503_then_recovers_by_itself(start_api: StartApi, ke
     assert (status, ready["status"], ready["scripts"]) == (503, "unavailable", False)
 
     server.start()  # same port, empty: no data, no scripts
-    assert (await api.get("/readyz"))[1] == {"status": "ready", "redis": "ok", "scripts": True}
+    ready = (await api.get("/readyz"))[1]
+    assert (ready["status"], ready["redis"], ready["scripts"]) == ("ready", "ok", True)
     assert (await api.get("/api/jobs"))[0] == 200
     await api.add()
 
@@ -224,6 +225,29 @@ async def test_readyz_tells_anyone_a_reason_word_and_details_need_a_token(
     status, detailed = await api.get("/readyz", token=VIEWER_TOKEN)
     assert (status, detailed["reason"], detailed["scripts"]) == (503, "redis_unreachable", False)
     assert detailed["redis"].startswith("ConnectionError") and str(server.port) in detailed["redis"]
+
+
+async def test_readyz_says_eviction_policy_when_redis_may_evict_and_reports_persistence(
+        start_api: StartApi, key_prefix: str, redis_server_factory: RedisServerFactory) -> None:
+    server = redis_server_factory(appendonly=True, extra_args=["--appendfsync", "always"])
+    api = await start_api(Settings(redis_url=server.url, key_prefix=key_prefix, api_tokens=TOKENS))
+    status, detailed = await api.get("/readyz", token=VIEWER_TOKEN)
+    assert (status, detailed["persistence"]) == (200, {"appendonly": "yes", "appendfsync": "always",
+                                                       "maxmemoryPolicy": "noeviction", "warnings": []})
+    client = aioredis.Redis.from_url(server.url)
+    try:
+        await client.config_set("maxmemory-policy", "volatile-lru")  # changed while the API runs
+        await client.config_set("appendonly", "no")
+    finally:
+        await client.aclose()
+    assert await api.get("/readyz", token=None) == (503, {"status": "unavailable", "reason": "eviction_policy"})
+    status, detailed = await api.get("/readyz", token=VIEWER_TOKEN)
+    assert (status, detailed["reason"], detailed["persistence"]["maxmemoryPolicy"]) == \
+        (503, "eviction_policy", "volatile-lru")
+    assert "maxmemory-policy noeviction" in detailed["redis"]
+    assert any("persists nothing" in w for w in detailed["persistence"]["warnings"])
+    allowed = await start_api(Settings(redis_url=server.url, key_prefix=key_prefix, redis_allow_eviction=True))
+    assert await allowed.get("/readyz", token=None) == (200, {"status": "ready"})
 
 
 async def test_redis_out_of_memory_is_503_and_adds_nothing(start_api: StartApi, key_prefix: str,
