@@ -14,6 +14,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY streams ./streams
 COPY processors ./processors
+COPY sink ./sink
 COPY api ./api
 COPY config ./config
 COPY cli ./cli

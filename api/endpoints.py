@@ -12,11 +12,12 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
-from api.routes import dashboard, events, jobs, metrics, ops, queues, records, signals
+from api.routes import dashboard, events, jobs, metrics, ops, queues, records, signals, sink
 from api.ops_schemas import (AuditPage, DeadLetterPage, Health, PurgeResult, Readiness, ReplayResult, StreamsOverview,
                              WorkersOverview)
 from api.record_schemas import (CompanyView, ContactView, ReportView, ResearchView, ScheduleDeleted, ScheduleList,
                                 ScheduleQuery, ScheduleView, SignalsAccepted, SignalsQuery)
+from api.sink_schemas import SinkDeadLetterPage, SinkDeadLetterRequest, SinkPurgeResult, SinkReplayResult
 from api.schemas import (JOB_REQUESTS, QUEUE_ACTIONS, BulkRemoveQuery, BulkRemoveResult, CleanResult, DeadLetterRequest,
                          JobActionQuery, JobActionResult, JobCreated, JobDetailView, JobsOverview, PageQuery,
                          PauseResult, QueueQuery, QueueView)
@@ -80,6 +81,12 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("POST", "/api/queues/{queueName}/dead", queues.manage_dead_letters, "Replay or purge dead letters",
              "dead letters", Role.ADMIN, {200: ReplayResult | PurgeResult}, (400, 404, 413, 422, *CHANGING),
              body=DeadLetterRequest),
+    Endpoint("GET", "/api/sink/dead", sink.sink_dead_letters, "Rows PostgreSQL rejected, with its reason",
+             "dead letters", Role.VIEWER, {200: SinkDeadLetterPage}, (422, *GUARDED), query=PageQuery),
+    Endpoint("POST", "/api/sink/dead", sink.manage_sink_dead_letters, "Replay or purge rows PostgreSQL rejected",
+             "dead letters", Role.ADMIN, {200: SinkReplayResult | SinkPurgeResult}, (400, 413, 422, *GUARDED),
+             body=SinkDeadLetterRequest,
+             notes="replay puts each row back into its company's outbox; the sink writes it again."),
     Endpoint("GET", "/api/companies/{companyId}", records.get_company, "A company: analytics, intent, research, "
              "contacts", "records", Role.VIEWER, {200: CompanyView}, (404, *GUARDED),
              notes="Analytics cover the last 30 local days (TIMEZONE); 404 when nothing of the company is stored."),

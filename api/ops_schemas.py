@@ -10,6 +10,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from api.schemas import Response, Timestamp
+from api.sink_schemas import SinkView
 from streams.figures import QueueStatus
 from streams.listing import DeadLetter
 
@@ -97,6 +98,7 @@ class QueueStreams(Response):
 
 class StreamsOverview(Response):
     queues: dict[str, QueueStreams]
+    sink: SinkView = Field(description="the PostgreSQL outbox: lag, dead letters, rows written")
     timestamp: Timestamp
 
 

@@ -1,7 +1,8 @@
 """The `tgjobs` command. This module builds the one argument parser (each command
 module adds its own subcommands to it) and dispatches; the commands live in
 cli.processes (workers, up, api, redis), cli.jobs (publish, job, retry, remove),
-cli.queues (status, clean, pause, resume, dlq), cli.watch and cli.health.
+cli.queues (status, clean, pause, resume, dlq), cli.watch, cli.health and cli.database
+(db, sink).
 
 Exit codes: 0 success, 1 the operation failed, 2 bad usage or settings, 3 Redis
 unreachable. Errors are one line on stderr; secrets never appear in them.
@@ -13,7 +14,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from cli import health, jobs, processes, queues, watch
+from cli import database, health, jobs, processes, queues, watch
 from cli.common import EXIT_FAILED, EXIT_UNREACHABLE, EXIT_USAGE, CliError, fail
 from cli.logs import configure_logging
 from config import Settings, SettingsError, load_settings
@@ -36,6 +37,8 @@ EXAMPLES = {
     "dlq": "tgjobs dlq replay research --ids research-01JD2X5V3G8K6M7W4Q9T1B0C2E",
     "watch": "tgjobs watch --once --json",
     "health": "tgjobs health --queues research,signals",
+    "db": "tgjobs db migrate",
+    "sink": "tgjobs sink",
 }
 
 Handler = Callable[[argparse.Namespace, Settings], int]
@@ -56,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(handler=handler)
         return sub
 
-    for module in (processes, jobs, queues, watch, health):
+    for module in (processes, jobs, queues, watch, health, database):
         module.add_commands(command)
     return parser
 

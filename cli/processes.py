@@ -14,6 +14,7 @@ from collections.abc import Coroutine, Iterator
 from typing import Any
 
 from cli.common import EXIT_USAGE, CliError, CommandAdder, check_queues
+from cli.database import require_current_schema
 from cli.embedded_redis import EmbeddedRedis, EmbeddedRedisError
 from cli.metrics import add_metrics_port, metrics_port, serve_metrics
 from cli.supervisor import Supervisor, WorkerSpec
@@ -72,6 +73,7 @@ def process_count(text: str) -> int:
 def cmd_workers(args: argparse.Namespace, settings: Settings) -> int:
     queues = consumed_queues(args.queues, settings, args.concurrency)
     processes = process_count(args.processes)
+    require_current_schema(settings)
     port = metrics_port(args, settings, processes)
     warn_at_start(settings)
     if processes == 1:
@@ -117,7 +119,8 @@ def consumed_queues(chosen: str | None, settings: Settings, concurrency: int | N
 async def consume(settings: Settings, queues: list[str], *, concurrency: int | None = None,
                   burst: bool = False) -> None:
     """Runs the processors of `queues` until a signal (or, with `burst`, until drained),
-    and beside them their kinds' companion tasks (the reports kind's schedule loop)."""
+    and beside them their kinds' companion tasks (the reports kind's schedule loop) and,
+    with a DATABASE_URL, the PostgreSQL sink."""
     from processors import build_handlers
     from processors.kinds import KINDS
 
@@ -128,6 +131,10 @@ async def consume(settings: Settings, queues: list[str], *, concurrency: int | N
         stopping = asyncio.Event()
         companions = [] if burst else [companion(settings, redis, stopping) for queue in handlers
                                        for companion in KINDS.by_queue[queue].companions]
+        if settings.sink_enabled and not burst:
+            from sink import Sink
+
+            companions.append(Sink(settings, redis).run(stopping))
 
         async def workers() -> None:
             try:
@@ -171,6 +178,7 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     queues = consumed_queues(args.queues, settings)  # bad arguments fail before Redis starts
     processes = process_count(args.processes)
     warn_at_start(settings)
+    require_current_schema(settings)
     with redis_for(settings) as running:
         run_api(_up(running, queues, args.host, args.port, processes))
     return 0

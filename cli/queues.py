@@ -11,7 +11,9 @@ from redis.asyncio import Redis
 
 from cli.common import (EXIT_USAGE, CliError, CommandAdder, check_queue, duration_arg, positive, print_json,
                         print_table, progress, run_with_redis)
+from cli.database import sink_line
 from config import Settings
+from processors.outbox_admin import OutboxAdmin, SinkFigures
 from streams import QueueAdmin
 from streams.keys import queue_of_job
 
@@ -48,12 +50,18 @@ def add_commands(command: CommandAdder) -> None:
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    figures = run_with_redis(settings, lambda redis: QueueAdmin(redis, settings).all_status())
+    async def read(redis: Redis) -> tuple[Any, SinkFigures | None]:
+        sink = await OutboxAdmin(redis, settings).figures() if settings.sink_enabled else None
+        return await QueueAdmin(redis, settings).all_status(), sink
+
+    figures, sink = run_with_redis(settings, read)
     rows = [{"queue": s.queue, "state": "paused" if s.paused else "running", **s.figures()} for s in figures]
     if args.json:
         print_json(rows)
     else:
         print_table(STATUS_COLUMNS, [[row[c] for c in STATUS_COLUMNS] for row in rows])
+        if sink is not None:
+            print(sink_line(sink))
     return 0
 
 

@@ -22,6 +22,7 @@ from pydantic_settings import (
 )
 
 from config.api import ApiFields
+from config.database import DatabaseFields
 from config.defaults import DEFAULT_POLICIES, merge_policy_rows
 from config.durations import PositiveSeconds, Seconds
 from config.errors import SettingsError
@@ -49,7 +50,7 @@ def _check_queue_name(name: str) -> str:
 QueueName = Annotated[str, AfterValidator(_check_queue_name)]
 
 
-class Settings(ApiFields, ServiceFields, TopologyFields, BaseSettings):
+class Settings(ApiFields, ServiceFields, TopologyFields, DatabaseFields, BaseSettings):
     """Everything the processes need to know; build it with `load_settings()`."""
 
     model_config = SettingsConfigDict(

@@ -102,6 +102,12 @@ class CompanyKeys:
     def report_html(self, report_id: str) -> str:
         return f"{self.tag}:report:{key_part(report_id)}:html"
 
+    @property
+    def outbox(self) -> str:
+        """Stream of the company's record rows not yet in PostgreSQL (only with a
+        DATABASE_URL); appended in the same step as the records, drained by the sink."""
+        return f"{self.tag}:outbox"
+
 
 @dataclass(frozen=True, slots=True)
 class DirectoryKeys:
@@ -124,6 +130,39 @@ class DirectoryKeys:
     @property
     def reports(self) -> str:
         return f"{self.tag}:reports"
+
+
+@dataclass(frozen=True, slots=True)
+class SinkKeys:
+    """The PostgreSQL sink's own keys: `{<prefix>:sink}:...`."""
+
+    prefix: str
+
+    @property
+    def tag(self) -> str:
+        return f"{{{self.prefix}:sink}}"
+
+    @property
+    def outboxes(self) -> str:
+        """Set of the company ids that have an outbox; added before a company's first
+        outbox entry, so a sweep over it finds every entry."""
+        return f"{self.tag}:outboxes"
+
+    @property
+    def waiting(self) -> str:
+        """Sorted set: company id -> a counter bumped after each outbox append; the sink
+        drains these companies and removes one only if its counter did not move."""
+        return f"{self.tag}:waiting"
+
+    @property
+    def dead(self) -> str:
+        """Stream of rows PostgreSQL rejected, each with the database's reason."""
+        return f"{self.tag}:dead"
+
+    @property
+    def totals(self) -> str:
+        """Hash: table -> rows written to PostgreSQL."""
+        return f"{self.tag}:totals"
 
 
 @dataclass(frozen=True, slots=True)

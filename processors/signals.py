@@ -19,6 +19,7 @@ from redis.exceptions import NoScriptError
 
 from config import Settings
 from processors.models import SignalData
+from processors.outbox import signal_row
 from processors.periods import LocalDays, iso_instant, now_ms, parse_instant
 from processors.record_keys import COUNT_FIELD, CompanyKeys
 from processors.store import Store
@@ -54,15 +55,16 @@ class _CompanyBatch:
     """One company's signals of a batch, as one call of record_signals.lua."""
 
     keys_of: CompanyKeys
+    company_id: str  # '' when there is no outbox
     now: int
     today_expiry: int
     indices: list[int] = field(default_factory=list)  # positions in the caller's list
     keys: list[str] = field(default_factory=list)
-    rows: list[Any] = field(default_factory=list)  # one list of 10 values per signal
+    rows: list[Any] = field(default_factory=list)  # one list of 11 values per signal
     _slots: dict[str, int] = field(default_factory=dict)
 
     def args(self, limits: bytes) -> list[Any]:
-        return [limits, self.now, self.today_expiry, orjson.dumps(self.rows)]
+        return [limits, self.now, self.today_expiry, orjson.dumps(self.rows), self.company_id]
 
     def slot(self, key: str) -> int:
         """The 1-based KEYS index of `key`, adding it once."""
@@ -78,6 +80,7 @@ class SignalProcessor:
         self.settings = settings
         self.redis = redis
         self.store = Store(redis, settings)
+        self.outbox = self.store.outbox
         self.producer = producer or Producer(redis, settings)
         self.types = frozenset(settings.signal_types)
         self.days = LocalDays(settings.zone)
@@ -142,7 +145,9 @@ class SignalProcessor:
                 by_company.setdefault(signal.companyId, []).append(index)
         if not by_company:
             return results
+        await self.outbox.register(by_company)
         batches, replies = await self._record_all(signals, by_company)
+        await self.outbox.notify(b.company_id for b in batches if b.company_id)
         pending: list[tuple[SignalResult, SignalData, str]] = []
         for batch, reply in zip(batches, replies):
             _, rows = reply
@@ -190,8 +195,8 @@ class SignalProcessor:
     def _new_batch(self, company_id: str, now: int) -> _CompanyBatch:
         keys = self.store.company(company_id)
         today, today_ends = self.days.of(now)
-        batch = _CompanyBatch(keys, now, self._expiry(today_ends))
-        for key in (keys.signals, keys.intent, keys.engaged, keys.research_cooldown, keys.day(today)):
+        batch = _CompanyBatch(keys, company_id if self.outbox.enabled else "", now, self._expiry(today_ends))
+        for key in (keys.signals, keys.intent, keys.engaged, keys.research_cooldown, keys.day(today), keys.outbox):
             batch.slot(key)
         return batch
 
@@ -209,8 +214,14 @@ class SignalProcessor:
         batch.rows.append([batch.slot(keys.seen(signal.signalId)), batch.slot(keys.day(day)), contacts_slot,
                            cooldown_slot, COUNT_FIELD + signal.signalType,
                            self.settings.signal_weights[signal.signalType], str(at), str(self._expiry(day_ends)),
-                           contact or "", entry.decode()])
+                           contact or "", entry.decode(), self._outbox_row(batch, signal, contact, at, now)])
         batch.indices.append(index)
+
+    def _outbox_row(self, batch: _CompanyBatch, signal: SignalData, contact: str | None, at: int, now: int) -> str:
+        if not batch.company_id:
+            return ""
+        return orjson.dumps(signal_row(signal.signalId, signal.companyId, signal.signalType, contact, at,
+                                       signal.data, now)).decode()
 
     def _expiry(self, day_ends: int) -> int:
         """A day's buckets live until the retention has passed after the day's end."""

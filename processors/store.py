@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
 from config import Settings
+from processors.outbox import Outbox, Row, company_row, contact_row, report_row, research_row
 from processors.periods import now_ms
 from processors.record_keys import COUNT_FIELD, CompanyKeys, DirectoryKeys
 
@@ -47,6 +48,7 @@ class Store:
         self.redis = redis
         self.settings = settings
         self.directory = DirectoryKeys(settings.key_prefix)
+        self.outbox = Outbox(redis, settings)
 
     def company(self, company_id: str) -> CompanyKeys:
         return CompanyKeys(self.settings.key_prefix, company_id)
@@ -56,9 +58,15 @@ class Store:
     async def save_profile(self, company_id: str, **fields: str | None) -> None:
         """Sets the given fields; None and empty values leave what is known alone."""
         known = {name: value for name, value in fields.items() if value}
-        if known:
-            await self.redis.hset(self.company(company_id).profile,
-                                  mapping={**known, "updatedAt": str(now_ms())})
+        if not known:
+            return
+        keys, now = self.company(company_id), now_ms()
+        await self.outbox.register([company_id])
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(keys.profile, mapping={**known, "updatedAt": str(now)})
+            self.outbox.append(pipe, keys, {"companies": [company_row(company_id, known, now)]})
+            await pipe.execute()
+        await self.outbox.notify([company_id])
 
     async def profile(self, company_id: str) -> dict[str, str]:
         return await self.redis.hgetall(self.company(company_id).profile)
@@ -129,6 +137,7 @@ class Store:
         moved_from = await self.redis.hget(self.directory.contacts, contact_id)
         if moved_from == company_id:
             moved_from = None
+        await self.outbox.register([company_id])
         for _ in range(WATCH_RETRIES):
             async with self.redis.pipeline(transaction=True) as pipe:
                 try:
@@ -141,12 +150,14 @@ class Store:
                     pipe.multi()
                     pipe.set(key, orjson.dumps(record))
                     pipe.sadd(keys.contacts, contact_id)
+                    self.outbox.append(pipe, keys, {"contacts": [contact_row(contact_id, company_id, record, now_ms())]})
                     await pipe.execute()
                     break
                 except WatchError:
                     continue
         else:
             raise RuntimeError(f"contact {contact_id!r} kept changing under {WATCH_RETRIES} updates")
+        await self.outbox.notify([company_id])
         await self.redis.hset(self.directory.contacts, contact_id, company_id)
         if moved_from is not None:
             old = self.company(moved_from)
@@ -170,6 +181,7 @@ class Store:
         keys = self.company(company_id)
         await self._save_record(company_id, research_id, generated_ms,
                                 {keys.research(research_id): orjson.dumps(record)},
+                                {"research": [research_row(record, generated_ms)]},
                                 keys.research_index, self.directory.research,
                                 lambda old: [keys.research(old)])
 
@@ -195,6 +207,7 @@ class Store:
         keys = self.company(company_id)
         await self._save_record(company_id, report_id, generated_ms,
                                 {keys.report(report_id): orjson.dumps(record), keys.report_html(report_id): html},
+                                {"reports": [report_row(record, html, generated_ms)]},
                                 keys.report_index, self.directory.reports,
                                 lambda old: [keys.report(old), keys.report_html(old)])
 
@@ -213,10 +226,17 @@ class Store:
     async def update_report(self, company_id: str, report_id: str, **fields: Any) -> None:
         """Sets top-level fields of a stored report (its e-mail status). A report is
         written by the one job it is named after, so no other writer races this."""
-        key = self.company(company_id).report(report_id)
-        record = await self._json(key)
-        if record is not None:
-            await self.redis.set(key, orjson.dumps({**record, **fields}))
+        keys = self.company(company_id)
+        record = await self._json(keys.report(report_id))
+        if record is None:
+            return
+        record = {**record, **fields}
+        await self.outbox.register([company_id])
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(keys.report(report_id), orjson.dumps(record))
+            self.outbox.append(pipe, keys, {"reports": [report_row(record, None, now_ms())]})
+            await pipe.execute()
+        await self.outbox.notify([company_id])
 
     async def report_record(self, company_id: str, report_id: str) -> dict[str, Any] | None:
         return await self._json(self.company(company_id).report(report_id))
@@ -262,16 +282,20 @@ class Store:
         return orjson.loads(raw) if raw else None
 
     async def _save_record(self, company_id: str, record_id: str, generated_ms: int,
-                           writes: dict[str, bytes | str], index: str, directory: str,
+                           writes: dict[str, bytes | str], rows: dict[str, list[Row]], index: str, directory: str,
                            keys_of: Callable[[str], list[str]]) -> None:
-        """Writes a record's keys, indexes it by time and names it in the directory; then
-        drops the company's records beyond `records_kept_per_company`, oldest first."""
+        """Writes a record's keys and its outbox rows, indexes it by time and names it in
+        the directory; then drops the company's records beyond `records_kept_per_company`
+        from Redis, oldest first (PostgreSQL keeps them)."""
+        await self.outbox.register([company_id])
         async with self.redis.pipeline(transaction=True) as pipe:
             for key, value in writes.items():  # not MSET: a cluster client refuses it in a transaction
                 pipe.set(key, value)
+            self.outbox.append(pipe, self.company(company_id), rows)
             pipe.zadd(index, {record_id: generated_ms})
             pipe.zrange(index, 0, -self.settings.records_kept_per_company - 1)
             *_, expired = await pipe.execute()
+        await self.outbox.notify([company_id])
         await self.redis.hset(directory, record_id, company_id)
         if expired:
             async with self.redis.pipeline(transaction=True) as pipe:

@@ -3,17 +3,20 @@
 All keys of queue Q carry the hash tag ``{<prefix>:Q}``, so they share one Redis
 Cluster slot and every Lua script touches a single slot. A queue split into N
 partitions has N such key sets: partition 0 keeps ``{<prefix>:Q}``, partition p > 0
-is tagged ``{<prefix>:Q/p}`` (no queue name holds a slash), so partitions can sit on
-different cluster nodes. Nothing else formats keys.
+is tagged ``{<prefix>:Q/p.n}`` (no queue name holds a slash), with n chosen so that the
+partitions' slots spread evenly over the slot space (`partition_tag`), whatever N is:
+they land on different masters of a cluster. Nothing else formats keys.
 """
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 import re
 import zlib
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import cache
 
 JOB_ID_RE = re.compile(r"^([a-z][a-z0-9_]{0,31})-[A-Za-z0-9_-]{1,100}$")
 ENTRY_JOB_ID_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}-(?:p([1-9][0-9]{0,2})-)?([0-9]{1,19}-[0-9]{1,19})$")
@@ -55,9 +58,7 @@ class QueueKeys:
 
     @property
     def tag(self) -> str:
-        if self.partition:
-            return f"{{{self.prefix}:{self.queue}/{self.partition}}}"
-        return f"{{{self.prefix}:{self.queue}}}"
+        return partition_tag(self.prefix, self.queue, self.partition)
 
     @property
     def entry_job_prefix(self) -> str:
@@ -141,6 +142,35 @@ class QueueKeys:
 def partition_keys(prefix: str, queue: str, partitions: int) -> tuple[QueueKeys, ...]:
     """The key sets of every partition of a queue, partition 0 first."""
     return tuple(QueueKeys(prefix, queue, p) for p in range(partitions))
+
+
+SLOTS = 16384
+
+
+def cluster_slot(tag: str) -> int:
+    """The Redis Cluster slot of a hash tag's content: CRC16 (XMODEM) mod 16384."""
+    return binascii.crc_hqx(tag.encode(), 0) % SLOTS
+
+
+@cache
+def partition_tag(prefix: str, queue: str, partition: int) -> str:
+    """``{<prefix>:Q}`` for partition 0; for p > 0, ``{<prefix>:Q/p.n}`` with the smallest
+    n >= 0 whose slot lies near the p-th point of the van der Corput sequence (1/2, 1/4,
+    3/4, 1/8, ...) around the circle of slots, counted from partition 0's slot. The first
+    N points of that sequence are evenly spread for every N, so the tags of N partitions
+    fall on slots about 16384/N apart, and a partition keeps its tag when N changes.
+    The window narrows as p grows (16384 >> (bits of p + 2) slots either side)."""
+    base = f"{prefix}:{queue}"
+    if not partition:
+        return f"{{{base}}}"
+    bits = partition.bit_length()
+    point = int(f"{partition:0{bits}b}"[::-1], 2) / (1 << bits)  # p's bits mirrored after the point
+    target = (cluster_slot(base) + int(point * SLOTS)) % SLOTS
+    window = SLOTS >> (bits + 2)
+    n = 0
+    while (cluster_slot(f"{base}/{partition}.{n}") - target + window) % SLOTS > 2 * window:
+        n += 1
+    return f"{{{base}/{partition}.{n}}}"
 
 
 def partition_of(value: str, partitions: int) -> int:

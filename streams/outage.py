@@ -12,7 +12,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from redis.exceptions import BusyLoadingError, ConnectionError, ReadOnlyError, ResponseError
+from redis.exceptions import (AskError, BusyLoadingError, ClusterError, ConnectionError, ReadOnlyError,
+                              RedisClusterUnreachableError, ResponseError, SlotNotCoveredError, TryAgainError)
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 T = TypeVar("T")
@@ -20,14 +21,24 @@ FIRST_DELAY_S = 0.1
 MAX_DELAY_S = 5.0
 
 
+_FAILOVER = (
+    ClusterError,  # CLUSTERDOWN, and the client giving up on redirections mid-failover
+    AskError,  # MOVED / ASK left over when the client's retries ran out
+    TryAgainError,  # a multi-key command during resharding
+    SlotNotCoveredError,  # no node serves the slot (yet)
+    RedisClusterUnreachableError,  # no startup node answers
+)
+
+
 def is_transient(exc: BaseException) -> bool:
     """True for errors that go away by themselves: lost connections, a server still
-    loading its data, a replica promoted mid-write, a full server (OOM)."""
+    loading its data, a replica promoted mid-write, a full server (OOM), a cluster or
+    Sentinel failover in progress."""
     if isinstance(exc, (ConnectionError, RedisTimeoutError, BusyLoadingError, ReadOnlyError,
-                        ConnectionResetError, OSError)):
+                        ConnectionResetError, OSError, *_FAILOVER)):
         return True
     return isinstance(exc, ResponseError) and str(exc).startswith(("OOM", "LOADING", "READONLY",
-                                                                   "MASTERDOWN", "TRYAGAIN"))
+                                                                   "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN"))
 
 
 def is_missing_group(exc: BaseException) -> bool:

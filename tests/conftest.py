@@ -3,6 +3,7 @@ client per test, and a factory for private servers that tests may kill or restar
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from pg_server import PostgresUnavailable, TemporaryPostgres, postgres_url
 from redis_server import RedisServerFactory, client, session_redis_url, source
 
 from cli.embedded_redis import EmbeddedRedis
@@ -101,3 +103,28 @@ async def engine_redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
         yield own
     finally:
         await own.aclose()
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url() -> Iterator[str]:
+    """URL of the PostgreSQL shared by every test (a private server, or TEST_DATABASE_URL);
+    tests keep apart by schema (``DATABASE_SCHEMA`` = the test's key prefix)."""
+    try:
+        with postgres_url(os.environ.get("TEST_DATABASE_URL")) as (url, _):
+            yield url
+    except PostgresUnavailable as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[TemporaryPostgres]:
+    """A PostgreSQL of this test's own, which it may stop and start again."""
+    try:
+        server = TemporaryPostgres()
+    except PostgresUnavailable as exc:
+        pytest.skip(str(exc))
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()

@@ -40,6 +40,27 @@ def test_benchmark_runs_and_prints_json_lines(redis_url: str, script: str, names
     assert any(line.startswith("name ") for line in lines[:first_json])  # the table came first
 
 
+def test_sink_benchmark_runs_and_prints_json_lines(redis_url: str, postgres_server_url: str) -> None:
+    env = {**os.environ, "REDIS_URL": redis_url, "DATABASE_URL": postgres_server_url, "N": "200"}
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "sink.py")], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = {row["name"]: row for row in map(orjson.loads, (line for line in done.stdout.splitlines()
+                                                            if line.startswith("{")))}
+    assert set(rows) == {"signals fast path, signals processor (outbox on)", "sink, signal rows into PostgreSQL"}
+    assert all(set(row) == KEYS and row["process_per_s"] > 0 and row["peak_rss_mb"] > 0 for row in rows.values())
+
+
+def test_driver_benchmark_runs_and_prints_json_lines(postgres_server_url: str) -> None:
+    env = {**os.environ, "DATABASE_URL": postgres_server_url, "N": "200", "BATCH": "50"}
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "pg_drivers.py")], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [orjson.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert {"asyncpg, json recordset", "asyncpg, copy + insert"} <= {row["name"] for row in rows}
+    assert all(row["insert_rows_per_s"] > 0 and row["update_rows_per_s"] > 0 for row in rows)
+
+
 SCALE_KEYS = {"name", "topology", "processes", "jobs", "process_per_s", "x_one_process", "redis_cpu_us_per_job",
               "redis_busiest_master_cores", "workers_cpu_us_per_job", "workers_cores", "others_cores", "idle_cores"}
 

@@ -88,7 +88,25 @@ def container_ports(service: dict[str, Any]) -> list[int]:
 
 
 def test_compose_has_the_services(compose: dict[str, Any]) -> None:
-    assert set(compose["services"]) == {"redis", "api", "workers", "redis-commander"}
+    assert set(compose["services"]) == {"redis", "postgres", "migrate", "api", "workers", "redis-commander"}
+
+
+def test_postgres_on_a_volume_with_a_health_check_and_migrated_first(compose: dict[str, Any],
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    services = compose["services"]
+    postgres = services["postgres"]
+    assert postgres["image"].startswith("postgres:")
+    (volume,) = postgres["volumes"]
+    name, target = volume.split(":")[:2]
+    assert target == "/var/lib/postgresql/data" and name in compose["volumes"]
+    assert "pg_isready" in postgres["healthcheck"]["test"]
+    migrate = services["migrate"]
+    assert parse(tgjobs_argv(migrate["command"])).action == "migrate"
+    assert migrate["depends_on"]["postgres"]["condition"] == "service_healthy"
+    for name in ("api", "workers"):
+        assert services[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+        settings = settings_from(environment(services[name]), monkeypatch)
+        assert settings.sink_enabled and settings.redacted_database_url() == "postgres:5432/tgjobs"
 
 
 def test_redis_is_7_append_only_on_a_volume_with_a_health_check(compose: dict[str, Any]) -> None:

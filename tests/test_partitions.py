@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 
 from config import DEFAULT_POLICIES, QueuePolicy, Settings
 from streams import InvalidJob, JobContext, Producer, QueueAdmin, QueueWorker, SignalPublisher
-from streams.keys import QueueKeys, partition_keys, partition_of
+from streams.keys import SLOTS, QueueKeys, cluster_slot, partition_keys, partition_of
 
 Q = "signals"
 PARTITIONS = 3
@@ -37,11 +37,27 @@ def signal(company: str, n: int) -> dict[str, Any]:
 
 def test_partition_keys_have_distinct_hash_tags_and_partition_zero_keeps_the_queue_tag() -> None:
     keys = partition_keys("tg", Q, PARTITIONS)
-    assert [k.tag for k in keys] == ["{tg:signals}", "{tg:signals/1}", "{tg:signals/2}"]
+    assert [k.tag for k in keys] == ["{tg:signals}", "{tg:signals/1.0}", "{tg:signals/2.30}"]
     assert keys[0] == QueueKeys("tg", Q)
-    assert keys[2].lane("high") == "{tg:signals/2}:stream:high" and keys[2].dead == "{tg:signals/2}:dead"
+    assert keys[2].lane("high") == "{tg:signals/2.30}:stream:high" and keys[2].dead == "{tg:signals/2.30}:dead"
     assert partition_of("acme", 1) == 0
     assert {partition_of(f"company-{n}", PARTITIONS) for n in range(50)} == {0, 1, 2}
+
+
+@pytest.mark.parametrize("count", [2, 3, 6, 16, 64])
+def test_partition_slots_spread_evenly_whatever_the_count(count: int) -> None:
+    """The slots of N partitions' tags split the circle of 16384 slots into gaps of at
+    most 2.5 * 16384 / N (evenly spaced would be 1x; p0..pN-1 as plain names can sit
+    side by side), and a partition keeps its tag when N changes."""
+    slots = sorted(cluster_slot(k.tag[1:-1]) for k in partition_keys("tg", Q, count))
+    gaps = [b - a for a, b in zip(slots, slots[1:])] + [slots[0] + SLOTS - slots[-1]]
+    assert len(set(slots)) == count and max(gaps) <= 2.5 * SLOTS / count
+    assert partition_keys("tg", Q, count)[1] == partition_keys("tg", Q, 2)[1]
+
+
+def test_a_cluster_of_three_masters_gets_two_of_six_partitions_each() -> None:
+    thirds = [cluster_slot(k.tag[1:-1]) * 3 // SLOTS for k in partition_keys("tg", Q, 6)]
+    assert sorted(thirds) == [0, 0, 1, 1, 2, 2]
 
 
 def test_partitions_need_the_fast_path_and_a_routing_field() -> None:

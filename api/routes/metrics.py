@@ -27,6 +27,7 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.registry import Collector
 
 from api.state import ADMIN, REDIS, SETTINGS
+from processors.outbox_admin import OutboxAdmin, SinkFigures
 from streams import metrics as worker_metrics
 from streams.figures import QueueStatus
 from streams.keys import GROUP
@@ -39,8 +40,9 @@ class QueueCollector(Collector):
     """Gauges of one snapshot of every queue (and of Redis), as read for one scrape."""
 
     def __init__(self, statuses: Sequence[QueueStatus], live_workers: dict[str, int] | None,
-                 memory: dict[str, Any] | None) -> None:
+                 memory: dict[str, Any] | None, sink: SinkFigures) -> None:
         self.statuses = statuses
+        self.sink = sink
         self.live_workers = live_workers
         self.memory = memory
 
@@ -97,6 +99,18 @@ class QueueCollector(Collector):
                                     value=float(self.memory.get("used_memory", 0)))
             yield GaugeMetricFamily("tgjobs_redis_maxmemory_bytes", "Redis maxmemory (0: no limit)",
                                     value=float(self.memory.get("maxmemory", 0)))
+        yield from self._sink()
+
+    def _sink(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily("tgjobs_sink_lag", "Outbox entries not yet written to PostgreSQL",
+                                value=self.sink.lag)
+        yield GaugeMetricFamily("tgjobs_sink_dead_letters", "Rows PostgreSQL rejected, kept as sink dead letters",
+                                value=self.sink.dead_letters)
+        rows = CounterMetricFamily("tgjobs_sink_rows", "Rows written to PostgreSQL by every sink process, from "
+                                   "Redis", labels=["table"])
+        for table, count in self.sink.rows_total.items():
+            rows.add_metric([table], count)
+        yield rows
 
 
 async def _live_workers(request: web.Request) -> dict[str, int] | None:
@@ -125,6 +139,7 @@ async def _memory(request: web.Request) -> dict[str, Any] | None:
 async def metrics(request: web.Request) -> web.Response:
     statuses = await request.app[ADMIN].all_status()
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(QueueCollector(statuses, await _live_workers(request), await _memory(request)))
+    sink = await OutboxAdmin(request.app[REDIS], request.app[SETTINGS]).figures()
+    registry.register(QueueCollector(statuses, await _live_workers(request), await _memory(request), sink))
     body = generate_latest(registry) + generate_latest(worker_metrics.REGISTRY)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})

@@ -13,7 +13,9 @@ from api.routes.common import now_ms
 from api.ops_schemas import (AuditEntryView, AuditPage, Health, QueueStreams, Readiness, StreamsOverview,
                              WorkersOverview, WorkerView)
 from api.schemas import PageQuery
+from api.sink_schemas import SinkView
 from api.state import ADMIN, AUDIT, OPENAPI, REDIS, SETTINGS
+from processors.outbox_admin import OutboxAdmin
 from streams.registry import WorkerRegistry
 
 ANONYMOUS_HIDDEN = {"redis", "scripts"}  # /readyz details, for a caller with a token
@@ -48,8 +50,9 @@ async def readyz(request: web.Request) -> web.Response:
 async def streams_overview(request: web.Request) -> web.Response:
     admin = request.app[ADMIN]
     statuses = await admin.all_status()
+    sink = await OutboxAdmin(request.app[REDIS], request.app[SETTINGS]).figures()
     return respond(StreamsOverview(
-        queues={s.queue: QueueStreams.of(s) for s in statuses}, timestamp=now_ms()))
+        queues={s.queue: QueueStreams.of(s) for s in statuses}, sink=SinkView.of(sink), timestamp=now_ms()))
 
 
 async def live_workers(request: web.Request) -> web.Response:

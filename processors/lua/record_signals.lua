@@ -8,7 +8,8 @@
   KEYS[1] history list            KEYS[2] intent hash (score, at)
   KEYS[3] engaged contacts zset   KEYS[4] research cooldown key
   KEYS[5] today's day hash (gets the score's snapshot)
-  KEYS[6..] the signals' own keys, each named by its index from ARGV
+  KEYS[6] the company's outbox stream (written only when ARGV[5] is not '')
+  KEYS[7..] the signals' own keys, each named by its index from ARGV
 
   ARGV[1] the settings, one JSON array: intent half-life (ms), history cap, dedupe window
           (ms), intent threshold, research cooldown (ms), job-change cooldown (ms)
@@ -23,6 +24,9 @@
   The writes of the recorded signals are gathered and sent once per key at the end
   (one LPUSH, one HINCRBY per day and type, one SADD and PEXPIREAT per day key, one
   ZADD): within one script nothing can tell the difference, and it halves the calls.
+  With an outbox, the recorded signals' rows and the company's new intent score go into
+  one outbox entry (rows: {"signals": [...], "companies": [...]}), so no recorded signal
+  is without its row.
 
   Returns { score before the batch, { {duplicate 0|1, score after the signal, triggers}, ... } }
   Scores are strings (Lua numbers would reach the client truncated to integers).
@@ -37,6 +41,7 @@ local halfLife, historyCap, dedupeMs = limits[1], limits[2], limits[3]
 local threshold, researchCooldown, contactCooldown = limits[4], limits[5], limits[6]
 local now, todayExpiry, rows = tonumber(ARGV[2]), ARGV[3], cjson.decode(ARGV[4])
 local history, intent, engaged, researchClaim, today = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local outbox, companyId = KEYS[6], ARGV[5]
 
 local function fmt(x) return string.format('%.17g', x) end
 
@@ -53,7 +58,7 @@ if storedAt > now then now = storedAt end
 score = decayed(score, storedAt)
 local before = score
 local results = {}
-local entries, engagements = {}, {}
+local entries, engagements, outboxRows = {}, {}, {}
 local counts, members, expiries = {}, {}, {}  -- by KEYS index
 
 for _, row in ipairs(rows) do
@@ -64,6 +69,7 @@ for _, row in ipairs(rows) do
     local dayExpiry, contact = row[8], row[9]
 
     entries[#entries + 1] = row[10]
+    outboxRows[#outboxRows + 1] = row[11]
     local dayCounts = counts[day] or {}
     counts[day] = dayCounts
     dayCounts[field] = (dayCounts[field] or 0) + 1
@@ -109,5 +115,10 @@ if #entries > 0 then
   redis.call('HSET', today, 'intent', fmt(score), 'intentAt', now)
   expiries[5] = todayExpiry  -- KEYS[5], today's hash, may also be a signal's day: today's expiry wins
   for index, expiry in pairs(expiries) do redis.call('PEXPIREAT', KEYS[index], expiry) end
+  if companyId ~= '' then
+    local company = cjson.encode({ id = companyId, intent_score = score, intent_at = now, updated_at = now })
+    redis.call('XADD', outbox, '*', 'rows',
+      '{"signals":[' .. table.concat(outboxRows, ',') .. '],"companies":[' .. company .. ']}')
+  end
 end
 return { fmt(before), results }
