@@ -85,6 +85,7 @@ class ScaleFigures:
     workers_cores: float
     others_cores: float | None  # CPU the rest of the machine used meanwhile (other tenants, this script)
     idle_cores: float | None  # CPU left idle meanwhile
+    partitions_per_master: str  # the signals queue's: "2/2/2" on three masters; a regular queue is on one
 
 
 def machine_cpu() -> tuple[float, float] | None:
@@ -110,7 +111,7 @@ class Drain:
     workers_cpu: list[float]  # by worker process
     machine_cpu: tuple[float, float] | None  # the machine's busy and idle CPU seconds
 
-    def figures(self, name: str, topology: str, processes: int, jobs: int) -> ScaleFigures:
+    def figures(self, name: str, topology: str, processes: int, jobs: int, placement: str) -> ScaleFigures:
         redis, workers = sum(self.masters_cpu.values()), sum(self.workers_cpu)
         others = idle = None
         if self.machine_cpu is not None:
@@ -118,7 +119,7 @@ class Drain:
             idle = self.machine_cpu[1] / self.seconds
         return ScaleFigures(name, topology, processes, jobs, jobs / self.seconds, 1.0, redis / jobs * 1e6,
                             max(self.masters_cpu.values()) / self.seconds, workers / jobs * 1e6,
-                            workers / self.seconds, others, idle)
+                            workers / self.seconds, others, idle, placement)
 
 
 def _worker_process(url: str, prefix: str, partitions: int, workload: Workload, ready: Any, go: Any,
@@ -224,9 +225,11 @@ def forget(client: sync_redis.Redis | sync_redis.RedisCluster, prefix: str) -> N
 
 
 def measure(url: str, topology: str, workload: Workload, processes: int, n: int, partitions: int,
-            client: sync_redis.Redis | sync_redis.RedisCluster) -> ScaleFigures:
+            client: sync_redis.Redis | sync_redis.RedisCluster, prefix: str) -> ScaleFigures:
+    """One drain. The runs of a workload share `prefix`, so their partitions sit on the
+    same masters; each run starts and ends with none of its keys."""
     jobs = n * workload.jobs_per_n
-    prefix = unique_prefix("scale")
+    forget(client, prefix)
     try:
         asyncio.run(enqueue(url, prefix, partitions, workload, jobs))
         timed = drain(url, prefix, partitions, workload, processes, client)
@@ -235,26 +238,27 @@ def measure(url: str, topology: str, workload: Workload, processes: int, n: int,
             raise RuntimeError(f"{workload.name}: {done} of {jobs} jobs completed")
     finally:
         forget(client, prefix)
+    placement = spread(client, prefix, workload.queue, partitions if workload.queue == FAST else 1)
     return timed.figures(f"{workload.name}, {processes} process{'es' if processes > 1 else ''}", topology,
-                         processes, jobs)
+                         processes, jobs, placement)
 
 
-def spread(client: sync_redis.Redis | sync_redis.RedisCluster, partitions: int) -> str:
-    """Which master serves each partition of the signals queue (its slot)."""
+def spread(client: sync_redis.Redis | sync_redis.RedisCluster, prefix: str, queue: str, partitions: int) -> str:
+    """How many of the queue's partitions each master serves (by their slots)."""
     if not isinstance(client, sync_redis.RedisCluster):
-        return "one server"
-    served = [client.nodes_manager.get_node_from_slot(client.keyslot(k.meta)).port
-              for k in partition_keys("bench", FAST, partitions)]
-    return ", ".join(f"port {port}: {served.count(port)}" for port in sorted(set(served)))
+        return str(partitions)
+    served = [client.nodes_manager.get_node_from_slot(client.keyslot(k.meta)).name
+              for k in partition_keys(prefix, queue, partitions)]
+    return "/".join(str(served.count(node.name)) for node in client.get_primaries())
 
 
 def run_topology(url: str, topology: str, n: int, processes: list[int], partitions: int) -> list[ScaleFigures]:
     client = floor_sync_client(url)
     try:
-        print(f"{topology}: signals partitions per master ({spread(client, partitions)})", flush=True)
         rows = []
         for workload in WORKLOADS:
-            group = [measure(url, topology, workload, count, n, partitions, client) for count in processes]
+            prefix = unique_prefix("scale")
+            group = [measure(url, topology, workload, count, n, partitions, client, prefix) for count in processes]
             for row in group:
                 row.x_one_process = row.process_per_s / group[0].process_per_s
             rows += group

@@ -62,7 +62,8 @@ def test_driver_benchmark_runs_and_prints_json_lines(postgres_server_url: str) -
 
 
 SCALE_KEYS = {"name", "topology", "processes", "jobs", "process_per_s", "x_one_process", "redis_cpu_us_per_job",
-              "redis_busiest_master_cores", "workers_cpu_us_per_job", "workers_cores", "others_cores", "idle_cores"}
+              "redis_busiest_master_cores", "workers_cpu_us_per_job", "workers_cores", "others_cores", "idle_cores",
+              "partitions_per_master"}
 
 
 def test_scale_benchmark_runs_on_one_redis_and_a_cluster(redis_url: str) -> None:
