@@ -95,7 +95,8 @@ def machine_cpu() -> tuple[float, float] | None:
             ticks = [int(t) for t in stat.readline().split()[1:]]
         tick_s = 1 / os.sysconf("SC_CLK_TCK")
         idle = ticks[3] + ticks[4]  # idle, iowait
-        return (sum(ticks[:8]) - idle) * tick_s, idle * tick_s  # not guest time: counted in user
+        # user, nice, system, irq, softirq and steal are busy (guest time is inside user)
+        return (sum(ticks[:8]) - idle) * tick_s, idle * tick_s
     return None
 
 
