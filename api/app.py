@@ -19,14 +19,15 @@ from api.endpoints import ENDPOINTS
 from api.errors import error_middleware, redis_unavailable
 from api.guard import add_cors_headers, guard_middleware
 from api.openapi import build_openapi
-from api.routes.dashboard import STATIC_DIR, STATIC_PREFIX
+from api.routes.dashboard import STATIC_ROUTE, static_file
 from api.routes.events import events_context, stop_event_streams
 from api.schemas import JOB_IDS_MAX_CHARS
 from api.state import ADMIN, AUDIT, OPENAPI, PRODUCER, REDIS, ROLES, SETTINGS, SIGNAL_INTAKE, TOKENS
 from api.tokens import TokenStore
+from api.tracing import tracing_middleware
 from config import Settings
 from processors.intake import SignalIntake
-from streams import Producer, QueueAdmin, connect
+from streams import Producer, QueueAdmin, connect, tracing
 from streams.server_version import RedisTooOld, check_redis_version
 
 log = logging.getLogger(__name__)
@@ -38,8 +39,10 @@ MAX_REQUEST_LINE = 12 * JOB_IDS_MAX_CHARS + 8190
 
 def create_app(settings: Settings) -> web.Application:
     """Raises api.tokens.TokenFileError when API_TOKENS_FILE cannot be read."""
-    app = web.Application(middlewares=[error_middleware, guard_middleware, auth_middleware],
-                          client_max_size=settings.api_max_body,
+    middlewares = [error_middleware, guard_middleware, auth_middleware]
+    if tracing.enabled():
+        middlewares.insert(0, tracing_middleware)
+    app = web.Application(middlewares=middlewares, client_max_size=settings.api_max_body,
                           handler_args={"max_line_size": MAX_REQUEST_LINE})
     app[SETTINGS] = settings
     app[TOKENS] = TokenStore(settings.api_tokens, settings.api_tokens_file)
@@ -48,7 +51,7 @@ def create_app(settings: Settings) -> web.Application:
     app[OPENAPI] = build_openapi(settings, ENDPOINTS)
     for ep in ENDPOINTS:
         app.router.add_route(ep.method, ep.path, ep.handler)
-    app.router.add_static(STATIC_PREFIX, STATIC_DIR)  # the dashboard's script and style: no role, like GET /
+    app.router.add_get(STATIC_ROUTE, static_file)  # the dashboard's script and style: no role, like GET /
     app.cleanup_ctx.append(redis_context)
     app.cleanup_ctx.append(events_context)
     app.on_shutdown.append(stop_event_streams)
@@ -76,6 +79,6 @@ async def redis_context(app: web.Application) -> AsyncIterator[None]:
             raise
         # Requests answer 503 meanwhile; /readyz loads the scripts once Redis is back.
         log.warning("Redis at %s is unavailable (%s: %s); serving anyway, answering 503 until it is back",
-                    settings.redacted_redis_url(), type(exc).__name__, exc)
+                    settings.redis_location(), type(exc).__name__, exc)
     yield
     await redis.aclose()

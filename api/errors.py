@@ -36,6 +36,7 @@ from api.schemas import ErrorBody, ErrorDetail
 from api.state import REQUEST_ID
 from streams.errors import EntryTooLarge, InvalidJob, JobNotFound, JobStateConflict, UnknownQueue
 from streams.outage import is_transient
+from streams.replication import NotReplicated
 
 log = logging.getLogger(__name__)
 
@@ -168,6 +169,8 @@ def unavailable_reason(exc: BaseException) -> str:
         return "redis_read_only"
     if isinstance(exc, BusyLoadingError):
         return "redis_loading"
+    if isinstance(exc, NotReplicated):
+        return "redis_not_replicated"
     return "redis_unreachable"
 
 
@@ -176,6 +179,8 @@ def _unavailable_message(exc: BaseException) -> str:
         return "Redis is out of memory and refuses writes; retry once it has room"
     if isinstance(exc, ReadOnlyError):
         return "Redis is a read-only replica (a failover under way?) and refuses writes; retry shortly"
+    if isinstance(exc, NotReplicated):
+        return str(exc)
     return f"Redis is unavailable ({type(exc).__name__}); retry shortly"
 
 

@@ -11,6 +11,10 @@ running the same handler. Every figure is printed beside the
 floor's as a ratio: the regular queue's processing beside the floor's gather consume,
 the fast path's beside the floor's inline consume. The processing runs in a worker process of its own, whose peak
 RSS is the row's peak_rss_mb (the producer's lists are not in it).
+
+Tracing follows the settings as in `tgjobs workers`: with OTEL_TRACES_EXPORTER=otlp (and
+OTEL_EXPORTER_OTLP_ENDPOINT, e.g. at `benchmarks/otlp_sink.py`) both the producer and the
+worker processes trace. benchmarks/tracing_ab.py alternates off and on in one run.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from floor import round_trip_handler, run_floor
 
 from config import Settings
 from processors import build_handlers
-from streams import JobContext, JobSpec, Producer, QueueWorker, connect
+from streams import JobContext, JobSpec, Producer, QueueWorker, connect, tracing
 
 REGULAR, FAST = "research", "signals"
 CONCURRENCY = 100  # handlers at once on both paths: as many as the floor runs (a read of 100, gathered)
@@ -72,6 +76,7 @@ def _drain_in_worker_process(url: str, prefix: str, queue: str, kind: str, count
 
     async def drain() -> float:
         settings = settings_for(url, prefix)
+        tracing.setup(settings)
         redis = connect(settings)
         worker = QueueWorker(settings, queue, handler_for(kind, settings, redis))
         with Timer() as processing:
@@ -112,6 +117,7 @@ def _publish_paced(url: str, prefix: str, queue: str, count: int) -> None:
 
     async def publish() -> None:
         settings = settings_for(url, prefix)
+        tracing.setup(settings)
         redis = connect(settings)
         producer = Producer(redis, settings)
         interval = 1 / LATENCY_RATE_PER_S
@@ -148,6 +154,7 @@ async def latency(settings: Settings, queue: str, count: int) -> tuple[float, fl
 def main() -> None:
     n = event_count(20_000)
     with redis_url() as url:
+        tracing.setup(settings_for(url, "unused"))
         floor, floor_gather, floor_trip = run_floor(url, n)
         regular = asyncio.run(through_engine(url, n, REGULAR, "no-op", "regular queue, no-op handler"))
         fast = asyncio.run(through_engine(url, n, FAST, "no-op", "signals fast path, no-op handler"))

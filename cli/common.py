@@ -42,7 +42,7 @@ def fail(message: str, code: int) -> int:
 
 
 def unreachable(settings: Settings, exc: BaseException) -> CliError:
-    return CliError(f"cannot reach Redis at {settings.redacted_redis_url()}: {exc}", EXIT_UNREACHABLE)
+    return CliError(f"cannot reach Redis at {settings.redis_location()}: {exc}", EXIT_UNREACHABLE)
 
 
 async def with_redis(settings: Settings, action: Callable[[Redis], Awaitable[T]]) -> T:

@@ -89,18 +89,11 @@ class EmbeddedCluster:
         raise RedisStartError(f"no node serves slot {slot}")
 
     def wait_ok(self, timeout_s: float = FORM_TIMEOUT_S) -> None:
-        """Until every running node reports cluster_state:ok and agrees on the masters."""
+        """Until every running node reports cluster_state:ok, and every running replica
+        has synced with its master (so WAIT counts it)."""
         deadline = time.monotonic() + timeout_s
         while True:
-            states = []
-            for node in self.nodes:
-                if node.running:
-                    with redis.Redis(host=LOOPBACK, port=node.port, socket_timeout=1) as client:
-                        try:
-                            states.append(client.cluster("INFO")["cluster_state"] == "ok")
-                        except redis.RedisError:
-                            states.append(False)
-            if all(states):
+            if all(_ready(node) for node in self.nodes if node.running):
                 return
             if time.monotonic() >= deadline:
                 raise RedisStartError(f"the cluster in {self._dir} did not reach cluster_state:ok "
@@ -136,6 +129,16 @@ class EmbeddedCluster:
 
     def _live_node(self) -> EmbeddedRedis:
         return next(node for node in self.nodes if node.running)
+
+
+def _ready(node: EmbeddedRedis) -> bool:
+    with redis.Redis(host=LOOPBACK, port=node.port, socket_timeout=1, decode_responses=True) as client:
+        try:
+            replication = client.info("replication")
+            return (client.cluster("INFO")["cluster_state"] == "ok"
+                    and (replication["role"] == "master" or replication.get("master_link_status") == "up"))
+        except redis.RedisError:
+            return False
 
 
 def _cluster_port() -> int:

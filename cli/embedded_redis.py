@@ -17,6 +17,7 @@ import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
+from urllib.parse import quote
 
 from cli.redis_binary import BINARY, EmbeddedRedisError, find_redis_server
 
@@ -43,14 +44,27 @@ def free_port() -> int:
         return port
 
 
-def ping(port: int, timeout_s: float = PING_TIMEOUT_S) -> bool:
-    """True when a server on ``LOOPBACK:port`` answers ``+PONG`` (not while loading)."""
+def ping(port: int, timeout_s: float = PING_TIMEOUT_S, password: str | None = None) -> bool:
+    """True when a server on ``LOOPBACK:port`` answers ``+PONG`` (not while loading);
+    ``password`` is sent with AUTH first (the server's ``requirepass``)."""
+    commands = ([] if password is None else [_resp(b"AUTH", password.encode())]) + [_resp(b"PING")]
     try:
         with socket.create_connection((LOOPBACK, port), timeout=timeout_s) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(64).startswith(b"+PONG")
+            sock.sendall(b"".join(commands))
+            reply = b""
+            while reply.count(b"\r\n") < len(commands):  # one line per command
+                chunk = sock.recv(64)
+                if not chunk:
+                    return False
+                reply += chunk
+            return reply.endswith(b"+PONG\r\n")
     except OSError:
         return False
+
+
+def _resp(*words: bytes) -> bytes:
+    """One command in the protocol's array form (a password may hold spaces)."""
+    return b"*%d\r\n" % len(words) + b"".join(b"$%d\r\n%s\r\n" % (len(w), w) for w in words)
 
 
 class EmbeddedRedis:
@@ -68,6 +82,7 @@ class EmbeddedRedis:
         appendonly: bool = True,
         install: bool = False,
         extra_args: Sequence[str] = (),
+        password: str | None = None,
     ) -> None:
         self._data_dir = Path(data_dir).resolve() if data_dir is not None else None
         self._private_dir: Path | None = None
@@ -76,6 +91,7 @@ class EmbeddedRedis:
         self._appendonly = appendonly
         self._install = install
         self._extra_args = tuple(extra_args)
+        self._password = password
         self._proc: subprocess.Popen[bytes] | None = None
         # Stops the server at interpreter exit if the owner forgot to.
         self._finalizer: (
@@ -88,7 +104,8 @@ class EmbeddedRedis:
 
     @property
     def url(self) -> str:
-        return f"redis://{LOOPBACK}:{self._port}/0"
+        auth = f":{quote(self._password, safe='')}@" if self._password is not None else ""
+        return f"redis://{auth}{LOOPBACK}:{self._port}/0"
 
     @property
     def pid(self) -> int | None:
@@ -178,6 +195,7 @@ class EmbeddedRedis:
             "--daemonize", "no",
             "--protected-mode", "yes",
             "--logfile", str(self.log_path),
+            *(("--requirepass", self._password) if self._password is not None else ()),
             *self._extra_args,
         ]  # fmt: skip
 
@@ -202,7 +220,7 @@ class EmbeddedRedis:
                     f"{BINARY} on port {self._port} exited with code "
                     f"{self._proc.returncode}; {self._log_tail(log_offset)}"
                 )
-            if ping(self._port):
+            if ping(self._port, password=self._password):
                 return
             if time.monotonic() >= deadline:
                 raise RedisStartError(

@@ -9,6 +9,8 @@ passwords...), wherever it appears: message, arguments, extra fields, traceback.
 
 JSON lines carry `ts`, `level`, `logger`, `msg`, the fields the engine adds to its
 job lines (`queue`, `job`, `attempt`, `duration_ms`, `outcome`, `error`) and `exc`.
+With tracing on, a line logged while a span is active carries `trace_id` and `span_id`
+(JSON fields; ` trace_id=... span_id=...` at the end of a text line).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import orjson
 from pydantic import BaseModel, SecretBytes, SecretStr
 
 from config import Settings
+from streams import tracing
 
 REDACTED = "***"
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -114,6 +117,25 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+class TraceIds(logging.Filter):
+    """Puts the active span's trace and span ids on a record (installed with tracing on)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        ids = tracing.current_ids()
+        if ids is not None:
+            record.trace_id, record.span_id = ids
+        return True
+
+
+class TextFormatter(logging.Formatter):
+    """TEXT_FORMAT, then the trace ids when the record has them."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        trace_id = getattr(record, "trace_id", None)
+        return f"{line} trace_id={trace_id} span_id={record.span_id}" if trace_id else line
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
@@ -135,8 +157,10 @@ def configure_logging(settings: Settings, stream: IO[str] | None = None) -> logg
     """Replaces the root logger's handlers with one on `stream` (stderr), in the
     settings' level and format, behind the redacting filter; returns that handler."""
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
-    handler.setFormatter(JsonFormatter() if settings.log_format == "json" else logging.Formatter(TEXT_FORMAT))
+    handler.setFormatter(JsonFormatter() if settings.log_format == "json" else TextFormatter(TEXT_FORMAT))
     handler.addFilter(RedactingFilter(Redactor(secret_values(settings))))
+    if tracing.enabled():
+        handler.addFilter(TraceIds())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

@@ -18,6 +18,7 @@ from cli import database, health, jobs, processes, queues, watch
 from cli.common import EXIT_FAILED, EXIT_UNREACHABLE, EXIT_USAGE, CliError, fail
 from cli.logs import configure_logging
 from config import Settings, SettingsError, load_settings
+from streams import tracing
 
 __all__ = ["EXAMPLES", "EXIT_FAILED", "EXIT_UNREACHABLE", "EXIT_USAGE", "CliError", "build_parser", "main"]
 
@@ -68,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = load_settings()
+        if getattr(args, "traced", False):  # the commands that run the API or workers
+            tracing.setup(settings)
         configure_logging(settings)
         return args.handler(args, settings)
     except SettingsError as exc:

@@ -32,12 +32,14 @@ def add_commands(command: CommandAdder) -> None:
     workers.add_argument("--burst", action="store_true", help="exit once the queues are drained")
     add_processes(workers)
     add_metrics_port(workers)
+    workers.set_defaults(traced=True)
 
     up = command("up", "start a local Redis when REDIS_URL is unset, then every worker and the HTTP API", cmd_up)
     up.add_argument("--host", help="address the API binds (default: API_HOST, 127.0.0.1)")
     up.add_argument("--port", type=int, help="port the API listens on (default: API_PORT, 3000)")
     up.add_argument("--queues", help="comma-separated queues to consume (default: every queue with a handler)")
     add_processes(up)
+    up.set_defaults(traced=True)
     redis = command("redis", "run the embedded Redis in the foreground (append-only, under the data dir)", cmd_redis)
     redis.add_argument("--stop", action="store_true",
                        help="stop the embedded Redis that `tgjobs redis` or `tgjobs up` started (SHUTDOWN)")
@@ -45,6 +47,7 @@ def add_commands(command: CommandAdder) -> None:
     api = command("api", "serve the HTTP API until SIGTERM or Ctrl+C", cmd_api)
     api.add_argument("--host", help="address to bind (default: API_HOST, 127.0.0.1)")
     api.add_argument("--port", type=int, help="port to listen on (default: API_PORT, 3000)")
+    api.set_defaults(traced=True)
 
 
 MAX_PROCESSES = 256
@@ -149,7 +152,7 @@ async def consume(settings: Settings, queues: list[str], *, concurrency: int | N
 
 def start_embedded(settings: Settings) -> EmbeddedRedis:
     """The embedded Redis, started with append-only persistence under the data dir."""
-    server = EmbeddedRedis(settings.data_dir / "redis", port=settings.embedded_redis_port,
+    server = EmbeddedRedis(settings.data_path() / "redis", port=settings.embedded_redis_port,
                            appendonly=True, install=True)
     try:
         server.start()
@@ -160,9 +163,9 @@ def start_embedded(settings: Settings) -> EmbeddedRedis:
 
 @contextlib.contextmanager
 def redis_for(settings: Settings) -> Iterator[Settings]:
-    """The settings to run with: unchanged when REDIS_URL is set, else pointing at an
-    embedded Redis that lives as long as the context."""
-    if settings.redis_url is not None:
+    """The settings to run with: unchanged when REDIS_URL (or REDIS_SENTINELS) is set,
+    else pointing at an embedded Redis that lives as long as the context."""
+    if settings.redis_url is not None or settings.redis_sentinel_mode:
         yield settings
         return
     server = start_embedded(settings)

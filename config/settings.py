@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
-from pydantic import AfterValidator, Field, SecretStr, ValidationInfo, field_validator
+from pydantic import AfterValidator, AliasChoices, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -79,8 +79,14 @@ class Settings(ApiFields, ServiceFields, TopologyFields, DatabaseFields, BaseSet
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"  # json: one JSON object per line (for log shippers)
     metrics_port: Annotated[int, Field(ge=1, le=65535)] | None = None  # a worker process serves /metrics here
-    data_dir: Path = Path(".data")  # the embedded Redis keeps its append-only file here
+    # The embedded Redis keeps its append-only file under this (TGJOBS_DATA_DIR, or DATA_DIR as
+    # before); unset: the user's data directory, $XDG_DATA_HOME/tgjobs or ~/.local/share/tgjobs.
+    data_dir: Path | None = Field(default=None, validation_alias=AliasChoices("tgjobs_data_dir", "data_dir"))
+    xdg_data_home: Path | None = None
     embedded_redis_port: Annotated[int, Field(ge=1, le=65535)] = 6380  # used when REDIS_URL is unset
+    # Tracing (the otel extra): unset or none, OpenTelemetry is not even imported.
+    otel_traces_exporter: Literal["otlp", "console", "none"] | None = None
+    otel_service_name: str = "tgjobs"
 
     @classmethod
     def settings_customise_sources(
@@ -155,6 +161,17 @@ class Settings(ApiFields, ServiceFields, TopologyFields, DatabaseFields, BaseSet
             raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
         return level.strip().upper()
 
+    @field_validator("otel_traces_exporter", mode="before")
+    @classmethod
+    def _fold_exporter(cls, value: Any) -> Any:
+        return (value.strip().lower() or None) if isinstance(value, str) else value
+
+    def data_path(self) -> Path:
+        """Where the embedded Redis keeps its data: TGJOBS_DATA_DIR, else the user's data directory."""
+        if self.data_dir is not None:
+            return self.data_dir
+        return (self.xdg_data_home or Path.home() / ".local" / "share") / "tgjobs"
+
     def redis_connection_url(self) -> str:
         """REDIS_URL if set, else a redis:// URL built from host, port, user and password.
         REDIS_USERNAME and REDIS_PASSWORD beside a REDIS_URL go into it, unless the URL
@@ -187,6 +204,14 @@ class Settings(ApiFields, ServiceFields, TopologyFields, DatabaseFields, BaseSet
     def redacted_redis_url(self) -> str:
         """The connection URL with any password replaced by "***", safe for logs."""
         return _redact_url(self.redis_connection_url())
+
+    def redis_location(self) -> str:
+        """Where Redis is, for messages: the redacted URL, or the primary the sentinels name."""
+        if not self.redis_sentinel_mode:
+            return self.redacted_redis_url()
+        sentinels = ",".join(f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+                             for host, port in self.redis_sentinels)
+        return f"the primary {self.redis_sentinel_master!r} of sentinels {sentinels}"
 
     def policy(self, queue: str) -> QueuePolicy:
         """The policy row of `queue`; a KeyError naming the known queues if there is none."""

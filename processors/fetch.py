@@ -1,5 +1,6 @@
-"""HTTP plumbing shared by the processors: bounded body reads, and one mapping from a
-provider's HTTP status to what the engine should do (retry, or give up now).
+"""HTTP plumbing shared by the processors: their client sessions (traced when tracing is
+on), bounded body reads, and one mapping from a provider's HTTP status to what the
+engine should do (retry, or give up now).
 Used by web.py and news.py (data sources) and llm.py and people.py (providers).
 """
 
@@ -11,9 +12,16 @@ import aiohttp
 import orjson
 
 from processors.errors import ProviderAnswerInvalid, ProviderRejected, ProviderUnavailable
+from streams import tracing
 
 CHUNK = 64 * 1024
 USER_AGENT = "tgjobs/0.1 (company research)"
+
+
+def client_session(**kwargs: Any) -> aiohttp.ClientSession:
+    """An aiohttp session for a processor's outbound calls: with tracing on, each request
+    is a client span of the job's trace and carries its traceparent."""
+    return aiohttp.ClientSession(trace_configs=tracing.http_trace_configs(), **kwargs)
 
 
 async def read_bounded(response: aiohttp.ClientResponse, limit: int) -> tuple[bytes, bool]:

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from config import Settings
 from processors.errors import ProviderAnswerInvalid, ProviderRejected
-from processors.fetch import provider_json
+from processors.fetch import client_session, provider_json
 from processors.outbound import shown_url
 
 M = TypeVar("M", bound=BaseModel)
@@ -55,7 +55,7 @@ class Llm:
                                           f"{orjson.dumps(schema.model_json_schema()).decode()}"},
             {"role": "user", "content": orjson.dumps(facts).decode()},
         ]
-        async with aiohttp.ClientSession(headers=self.headers) as session:
+        async with client_session(headers=self.headers) as session:
             answer = await self._complete(session, messages)
             try:
                 return _parse(answer, schema)

@@ -13,6 +13,7 @@ import aiosmtplib
 
 from config import Settings
 from processors.errors import ProviderUnavailable
+from streams import tracing
 
 
 class Mailer:
@@ -36,11 +37,13 @@ class Mailer:
         message.set_content(text)
         message.add_alternative(html, subtype="html")
         try:
-            await aiosmtplib.send(
-                message, hostname=s.smtp_host, port=s.smtp_port, username=s.smtp_username,
-                password=s.smtp_password.get_secret_value() if s.smtp_password else None,
-                use_tls=s.smtp_implicit_tls, start_tls=s.smtp_starttls and not s.smtp_implicit_tls,
-                timeout=s.smtp_timeout)
+            with tracing.span("smtp send", {"server.address": s.smtp_host or "", "server.port": s.smtp_port,
+                                            "tgjobs.recipients": len(to)}, kind="client"):
+                await aiosmtplib.send(
+                    message, hostname=s.smtp_host, port=s.smtp_port, username=s.smtp_username,
+                    password=s.smtp_password.get_secret_value() if s.smtp_password else None,
+                    use_tls=s.smtp_implicit_tls, start_tls=s.smtp_starttls and not s.smtp_implicit_tls,
+                    timeout=s.smtp_timeout)
         except aiosmtplib.SMTPRecipientsRefused as exc:
             refused = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in exc.recipients)
             raise ProviderUnavailable(f"SMTP refused the recipients: {refused}") from None

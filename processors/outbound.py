@@ -29,7 +29,7 @@ from aiohappyeyeballs import AddrInfoType
 from yarl import URL
 
 from processors.addresses import is_public_address
-from processors.fetch import USER_AGENT, read_bounded
+from processors.fetch import USER_AGENT, client_session, read_bounded
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +97,8 @@ class OutboundHttp:
 
     def _session(self, socket_factory: object) -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(socket_factory=socket_factory)  # type: ignore[arg-type]
-        return aiohttp.ClientSession(connector=connector, headers={"User-Agent": USER_AGENT},
-                                     timeout=aiohttp.ClientTimeout(total=self.timeout))
+        return client_session(connector=connector, headers={"User-Agent": USER_AGENT},
+                              timeout=aiohttp.ClientTimeout(total=self.timeout))
 
     async def get(self, url: str, *, max_bytes: int, trusted_first_hop: bool = False) -> Fetched:
         """The body of `url` (redirects followed, each hop checked) when it answers below 400.

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import aiohttp
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from config import Settings
 from processors.errors import ProviderAnswerInvalid
-from processors.fetch import USER_AGENT, provider_json
+from processors.fetch import USER_AGENT, client_session, provider_json
 
 MAX_SKILLS = 50
 
@@ -51,7 +50,7 @@ class PeopleApi:
     async def lookup(self, *, email: str | None, linkedin_url: str | None) -> Person | None:
         """The provider's match for the contact, or None when it has none."""
         params = {name: value for name, value in (("email", email), ("linkedinUrl", linkedin_url)) if value}
-        async with aiohttp.ClientSession(headers=self.headers) as session:
+        async with client_session(headers=self.headers) as session:
             status, body = await provider_json(session, "GET", self.url, name="people-data provider",
                                                limit=self.max_bytes, timeout=self.timeout, params=params)
         if status == 404 or not body:

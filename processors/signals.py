@@ -25,7 +25,9 @@ from processors.record_keys import COUNT_FIELD, CompanyKeys
 from processors.store import Store
 from processors.triggers import Trigger, contact_id, enrichment_trigger, research_trigger
 from streams import JobContext, JobSpec, Producer, UnrecoverableError
+from streams import tracing
 from streams.context import BatchHandler, batch_handler
+from streams.replication import ReplicaWait
 from streams.scripts import script_source
 
 log = logging.getLogger(__name__)
@@ -91,6 +93,7 @@ class SignalProcessor:
             int(settings.intent_trigger_cooldown * 1000), int(settings.job_change_cooldown * 1000)])
         self._source = script_source(SCRIPT, "processors")
         self._sha: str | None = None
+        self._wait = ReplicaWait(redis, settings)
 
     async def load(self) -> None:
         """Loads the script; call at start-up so a broken script fails there."""
@@ -124,7 +127,8 @@ class SignalProcessor:
                 except ValidationError as exc:
                     outcomes[index] = UnrecoverableError(f"invalid signal: {exc}")
             if valid:
-                results = await self.process_signals([signal for _, signal in valid])
+                with tracing.span("signals batch", {"tgjobs.signals": len(valid)}):
+                    results = await self.process_signals([signal for _, signal in valid])
                 for (index, _), result in zip(valid, results):
                     outcomes[index] = UnrecoverableError(result.error) if result.error else result.as_dict()
             return outcomes
@@ -240,7 +244,8 @@ class SignalProcessor:
                 for i in todo:
                     b = batches[i]
                     pipe.evalsha(self._sha, len(b.keys), *b.keys, *b.args(self._limits))
-                answers = await pipe.execute(raise_on_error=False)
+                waits = self._wait.append(pipe, [batches[i].keys[0] for i in todo])
+                answers = self._wait.check(await pipe.execute(raise_on_error=False), waits)
             missing = []
             for i, answer in zip(todo, answers):
                 if isinstance(answer, NoScriptError):

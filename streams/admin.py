@@ -24,6 +24,7 @@ from streams.figures import QueueStatus, read_statuses
 from streams.keeping import JobKeeping, keeping
 from streams.keys import QueueKeys, partition_keys, queue_of_job
 from streams.listing import DeadLetter, JobDetail, JobPage, entry_order, first_letters
+from streams.replication import ReplicaWait
 from streams.scripts import SCRIPT_NAMES, QueueScripts, Scripts
 
 FinishedState = Literal["completed", "failed"]
@@ -35,6 +36,7 @@ class QueueAdmin:
         self.redis = redis
         self.settings = settings
         self._scripts = Scripts(redis)
+        self._wait = ReplicaWait(redis, settings)
 
     async def load_scripts(self) -> None:
         """Loads the engine's scripts, so a syntax error fails start-up."""
@@ -81,15 +83,15 @@ class QueueAdmin:
         await self._set_paused(queue, False)
 
     async def _set_paused(self, queue: str, paused: bool) -> None:
-        for k in self.partitions(queue):  # one transaction per partition: each is its own slot
-            async with self.redis.pipeline(transaction=True) as pipe:
+        for k in self.partitions(queue):  # one pipeline per partition: each is its own slot
+            async with self.redis.pipeline(transaction=False) as pipe:
                 if paused:
                     pipe.hset(k.meta, "paused", "1")
                 else:
                     pipe.hdel(k.meta, "paused")
                 pipe.xadd(k.events, {"event": "paused" if paused else "resumed", "job": ""},
                           maxlen=self.settings.events_max_len, approximate=True)
-                await pipe.execute()
+                await self._wait.execute(pipe, [k.meta])
 
     # -- jobs -----------------------------------------------------------------------
 
@@ -207,15 +209,20 @@ class QueueAdmin:
         partitions = self.partitions(queue)
         if job_ids is None:
             count = 0
-            for k in partitions:
-                async with self.redis.pipeline(transaction=True) as pipe:
-                    length, _ = await pipe.xlen(k.dead).delete(k.dead).execute()
+            for k in partitions:  # not a transaction, so the replicas can be waited for on its connection
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    length, _ = await self._wait.execute(pipe.xlen(k.dead).delete(k.dead), [k.dead])
                 count += length
             return count
         by_partition: dict[int, list[str]] = {}
         for letter in await self._select_dead(queue, job_ids):
             by_partition.setdefault(letter.partition, []).append(letter.entry_id)
-        return sum([await self.redis.xdel(partitions[p].dead, *ids) for p, ids in by_partition.items()])
+        purged = 0
+        for p, ids in by_partition.items():
+            async with self.redis.pipeline(transaction=False) as pipe:
+                (removed,) = await self._wait.execute(pipe.xdel(partitions[p].dead, *ids), [partitions[p].dead])
+            purged += removed
+        return purged
 
 
 def audit_key(prefix: str) -> str:

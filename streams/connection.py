@@ -18,10 +18,10 @@ import hiredis
 import redis as sync_redis
 from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster, Sentinel
 from redis.asyncio.connection import AbstractConnection
-from redis.asyncio.sentinel import SentinelConnectionPool
 from redis.exceptions import DataError, RedisError
 
 from config import Settings
+from streams.sentinel import PrimaryFollowingPool, SyncPrimaryFollowingPool, name_by_address
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,8 @@ def connect_sync(settings: Settings) -> sync_redis.Redis | sync_redis.RedisClust
     if settings.redis_sentinel_mode:
         sentinel = sync_redis.Sentinel(list(settings.redis_sentinels), sentinel_kwargs=_sentinel_auth(settings),
                                        **_primary_auth(settings), **options)
-        return sentinel.master_for(settings.redis_sentinel_master)
+        name_by_address(sentinel.sentinels)
+        return sentinel.master_for(settings.redis_sentinel_master, connection_pool_class=SyncPrimaryFollowingPool)
     if is_cluster(settings):
         return sync_redis.RedisCluster.from_url(settings.redis_connection_url(), **options)
     return sync_redis.Redis.from_url(settings.redis_connection_url(), **options)
@@ -119,11 +120,16 @@ def _cluster_client(settings: Settings, max_connections: int) -> RedisCluster:
 
 
 def _sentinel_client(settings: Settings, max_connections: int) -> Redis:
-    """The primary the sentinels name now; after a failover the pool asks them again."""
+    """The primary the sentinels name, followed through a failover (streams.sentinel)."""
     sentinel = Sentinel(list(settings.redis_sentinels), sentinel_kwargs=_sentinel_auth(settings),
                         **_primary_auth(settings), **_connection_options(settings))
-    return sentinel.master_for(settings.redis_sentinel_master, redis_class=Redis,
-                               connection_pool_class=SentinelConnectionPool, max_connections=max_connections)
+    name_by_address(sentinel.sentinels)
+    client = sentinel.master_for(settings.redis_sentinel_master, redis_class=Redis,
+                                 connection_pool_class=PrimaryFollowingPool, max_connections=max_connections,
+                                 timeout=None)
+    pool = client.connection_pool
+    pool.connection_class = _packed_by_hiredis(pool.connection_class)
+    return client
 
 
 def _sentinel_auth(settings: Settings) -> dict[str, Any]:

@@ -19,13 +19,14 @@ import orjson
 from redis.asyncio import Redis
 
 from config import Settings
-from streams import metrics
+from streams import metrics, tracing
 from streams.context import Handler, JobContext
 from streams.eager import EagerBatch
 from streams.errors import InvalidJob, JobTimeout, UnrecoverableError
 from streams.keys import GROUP
 from streams.outage import Outage
 from streams.scripts import Delivery, QueueScripts
+from streams.tracing import TRACEPARENT, NoSpan, failure_span_events
 
 log = logging.getLogger(__name__)
 FAST_WAIT_MAX_S = 1.0  # a rate-limited read waits no longer, so a stop is never held up
@@ -63,7 +64,8 @@ class BatchRunner:
         reply = await self.redis.xreadgroup(GROUP, self.consumer, self._streams, count=self.policy.batch_size,
                                             block=block)
         prefix = self._job_prefix
-        deliveries = [Delivery(self._lane_index[lane_key], entry_id, prefix + entry_id, fields.get("data"), 0, 0, 1)
+        deliveries = [Delivery(self._lane_index[lane_key], entry_id, prefix + entry_id, fields.get("data"), 0, 0, 1,
+                               fields.get(TRACEPARENT))
                       for lane_key, entries in reply or [] for entry_id, fields in entries]
         if len(reply or ()) > 1:
             deliveries.sort(key=lambda d: d.lane)  # strict priority within the batch
@@ -86,23 +88,28 @@ class BatchRunner:
         self.in_flight = deliveries
         metrics.jobs_started(self.queue, deliveries)
         try:
-            jobs, data, rejected = self._parse(deliveries)
-            started = time.monotonic()
-            outcomes = await self._call(jobs) if jobs else []
-            log.debug("%s: batch of %d ran in %.0f ms", self.queue, len(deliveries),
-                      (time.monotonic() - started) * 1000,
-                      extra={"queue": self.queue, "count": len(deliveries),
-                             "duration_ms": round((time.monotonic() - started) * 1000, 1)})
-            done = [(d, outcome) for d, outcome in zip(data, outcomes) if not isinstance(outcome, BaseException)]
-            if done:
-                await self._ack(done, time.monotonic() - started)
-            for d, outcome in zip(data, outcomes):
-                if isinstance(outcome, BaseException):
-                    await self._fail(d, outcome)
-            for d, error in rejected:
-                await self._fail(d, error)
+            with tracing.batch_run(self.queue, deliveries) as span:
+                await self._run(deliveries, span)
         finally:
             self.in_flight = []
+
+    async def _run(self, deliveries: list[Delivery], span: NoSpan) -> None:
+        jobs, data, rejected = self._parse(deliveries)
+        started = time.monotonic()
+        outcomes = await self._call(jobs) if jobs else []
+        log.debug("%s: batch of %d ran in %.0f ms", self.queue, len(deliveries),
+                  (time.monotonic() - started) * 1000,
+                  extra={"queue": self.queue, "count": len(deliveries),
+                         "duration_ms": round((time.monotonic() - started) * 1000, 1)})
+        done = [(d, outcome) for d, outcome in zip(data, outcomes) if not isinstance(outcome, BaseException)]
+        span.set("tgjobs.batch.completed", len(done))
+        if done:
+            await self._ack(done, time.monotonic() - started)
+        for d, outcome in zip(data, outcomes):
+            if isinstance(outcome, BaseException):
+                await self._fail(d, outcome, span)
+        for d, error in rejected:
+            await self._fail(d, error, span)
 
     def _parse(self, deliveries: list[Delivery]) -> tuple[list[JobContext], list[Delivery],
                                                           list[tuple[Delivery, Exception]]]:
@@ -167,12 +174,13 @@ class BatchRunner:
         await self._outage.retry(lambda: self.scripts.settle_entries(acked, cleared, kept))
         metrics.job_outcome(self.queue, "completed", len(done))
 
-    async def _fail(self, d: Delivery, error: BaseException) -> None:
+    async def _fail(self, d: Delivery, error: BaseException, span: NoSpan) -> None:
         unrecoverable = isinstance(error, (UnrecoverableError, InvalidJob))
         backoff = self.policy.backoff_for(d.attempts_made + 1)
         outcome = await self._outage.retry(
             lambda: self.scripts.fail_entry(self.consumer, d, d.raw or "null", error, backoff, unrecoverable))
         metrics.job_outcome(self.queue, outcome if outcome in ("retry", "dead") else "discarded")
+        failure_span_events(span, outcome, error, backoff, d.job_id)
         if outcome == "dead":
             log.error("%s: entry %s dead-lettered: %s: %s", self.queue, d.entry_id, type(error).__name__, error)
         elif outcome == "retry":

@@ -17,12 +17,13 @@ import orjson
 from redis.asyncio import Redis
 
 from config import Settings
-from streams import metrics
+from streams import metrics, tracing
 from streams.completer import Completer
 from streams.context import Handler, JobContext
 from streams.errors import JobTimeout, UnrecoverableError
 from streams.outage import Outage
 from streams.scripts import Delivery, QueueScripts
+from streams.tracing import OUTCOME, NoSpan, failure_span_events
 
 log = logging.getLogger("streams.worker")
 
@@ -82,35 +83,44 @@ class JobRunner:
                 if not (await self.scripts.extend(self.consumer, [d]))[0]:
                     log.warning("%s: job %s was taken over before it started", self.queue, d.job_id)
                     return
-            log.debug("%s: job %s started (attempt %d)", self.queue, d.job_id, d.attempts_made + 1,
-                      extra={"queue": self.queue, "job": d.job_id, "attempt": d.attempts_made + 1})
-            started = time.monotonic()
-            value = ""  # the encoded result, or
-            error: Exception | None = None  # what the handler raised
-            try:
-                value = self._encode(await self._call_handler(d))
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                error = exc
-            ran = time.monotonic() - started
-            metrics.job_ran(self.queue, ran)
-            self._settle(running)
-            if error is not None:
-                await self._record_failure(d, error, ran)
-            elif await self.completer.complete(d, value):
-                metrics.job_outcome(self.queue, "completed")
-                log.info("%s: job %s completed in %.0f ms", self.queue, d.job_id, ran * 1000,
-                         extra={"queue": self.queue, "job": d.job_id, "attempt": d.attempts_made + 1,
-                                "duration_ms": round(ran * 1000, 1)})
-            else:
-                metrics.job_outcome(self.queue, "discarded")
-                log.warning("%s: job %s finished after another worker took it over; "
-                            "its result was discarded", self.queue, d.job_id)
+            with tracing.job_run(self.queue, d) as span:
+                await self._run(running, span)
         finally:
             self.running.pop(d.entry_key, None)
             self.settling.pop(d.entry_key, None)
             self.slot_freed.set()
+
+    async def _run(self, running: Running, span: NoSpan) -> None:
+        """Calls the handler and records the outcome, inside the run's span."""
+        d = running.delivery
+        log.debug("%s: job %s started (attempt %d)", self.queue, d.job_id, d.attempts_made + 1,
+                  extra={"queue": self.queue, "job": d.job_id, "attempt": d.attempts_made + 1})
+        started = time.monotonic()
+        value = ""  # the encoded result, or
+        error: Exception | None = None  # what the handler raised
+        try:
+            value = self._encode(await self._call_handler(d))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            error = exc
+        ran = time.monotonic() - started
+        metrics.job_ran(self.queue, ran)
+        self._settle(running)
+        if error is not None:
+            span.fail(error)
+            await self._record_failure(d, error, span, ran)
+        elif await self.completer.complete(d, value):
+            span.set(OUTCOME, "completed")
+            metrics.job_outcome(self.queue, "completed")
+            log.info("%s: job %s completed in %.0f ms", self.queue, d.job_id, ran * 1000,
+                     extra={"queue": self.queue, "job": d.job_id, "attempt": d.attempts_made + 1,
+                            "duration_ms": round(ran * 1000, 1)})
+        else:
+            span.set(OUTCOME, "discarded")
+            metrics.job_outcome(self.queue, "discarded")
+            log.warning("%s: job %s finished after another worker took it over; "
+                        "its result was discarded", self.queue, d.job_id)
 
     async def _call_handler(self, d: Delivery) -> Any:
         data = orjson.loads(d.raw) if d.raw else None
@@ -132,13 +142,16 @@ class JobRunner:
         except TypeError as exc:
             raise UnrecoverableError(f"the handler returned a value that is not JSON: {exc}") from None
 
-    async def _record_failure(self, d: Delivery, exc: Exception, ran: float | None = None) -> None:
+    async def _record_failure(self, d: Delivery, exc: Exception, span: NoSpan, ran: float | None = None) -> None:
         unrecoverable = isinstance(exc, UnrecoverableError)
         stack = "".join(traceback.format_exception(exc))
         backoff = self.policy.backoff_for(d.attempts_made + 1)
         outcome = await self._failures_outage.retry(
             lambda: self.scripts.fail(self.consumer, d, exc, stack, backoff, unrecoverable))
-        metrics.job_outcome(self.queue, outcome if outcome in ("retry", "dead") else "discarded")
+        counted = outcome if outcome in ("retry", "dead") else "discarded"
+        metrics.job_outcome(self.queue, counted)
+        span.set(OUTCOME, counted)
+        failure_span_events(span, outcome, exc, backoff)
         extra = {"queue": self.queue, "job": d.job_id, "attempt": d.attempts_made + 1, "outcome": outcome,
                  "error": f"{type(exc).__name__}: {exc}",
                  **({"duration_ms": round(ran * 1000, 1)} if ran is not None else {})}

@@ -16,6 +16,8 @@ from redis.exceptions import (AskError, BusyLoadingError, ClusterError, Connecti
                               RedisClusterUnreachableError, ResponseError, SlotNotCoveredError, TryAgainError)
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from streams.replication import NotReplicated
+
 T = TypeVar("T")
 FIRST_DELAY_S = 0.1
 MAX_DELAY_S = 5.0
@@ -27,6 +29,7 @@ _FAILOVER = (
     TryAgainError,  # a multi-key command during resharding
     SlotNotCoveredError,  # no node serves the slot (yet)
     RedisClusterUnreachableError,  # no startup node answers
+    NotReplicated,  # fewer replicas than REDIS_WAIT_REPLICAS have a write yet
 )
 
 

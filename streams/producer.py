@@ -16,11 +16,14 @@ import orjson
 from redis.asyncio import Redis
 
 from config import Settings
+from streams import tracing
 from streams.errors import EntryTooLarge, InvalidJob, UnknownQueue
 from streams.job import new_job_id
 from streams.keeping import keeps_records
 from streams.keys import Lane, QueueKeys, idempotency_digest, partition_keys, partition_of
+from streams.replication import ReplicaWait
 from streams.scripts import QueueScripts, Scripts
+from streams.tracing import TRACEPARENT
 
 BATCH_CHUNK = 500
 DATA_FIELD = "data"  # the one field of a wire-format entry
@@ -98,15 +101,22 @@ class EntryRouter:
         return partition_of(str(value), count)
 
 
-async def append_entries(redis: Redis, entries: Sequence[tuple[str, str]], chunk: int = BATCH_CHUNK) -> list[str]:
+def entry_fields(data: str, traceparent: str = "") -> dict[str, str]:
+    """A wire-format entry's fields: `data`, and the optional `traceparent`."""
+    return {DATA_FIELD: data, TRACEPARENT: traceparent} if traceparent else {DATA_FIELD: data}
+
+
+async def append_entries(wait: ReplicaWait, entries: Sequence[tuple[str, str]],
+                         chunk: int = BATCH_CHUNK, traceparent: str = "") -> list[str]:
     """XADDs wire-format entries, (stream key, data JSON) each, one pipeline per
-    `chunk`; returns their entry ids in order."""
+    `chunk` (waited for by `wait`'s replicas); returns their entry ids in order."""
     ids: list[str] = []
     for start in range(0, len(entries), chunk):
-        pipe = redis.pipeline(transaction=False)
-        for stream, data in entries[start:start + chunk]:
-            pipe.xadd(stream, {DATA_FIELD: data})
-        ids += await pipe.execute()
+        part = entries[start:start + chunk]
+        pipe = wait.redis.pipeline(transaction=False)
+        for stream, data in part:
+            pipe.xadd(stream, entry_fields(data, traceparent))
+        ids += await wait.execute(pipe, {stream for stream, _ in part})
     return ids
 
 
@@ -132,30 +142,33 @@ class Producer:
 
     async def add_many(self, queue: str, specs: Iterable[JobSpec]) -> list[AddedJob]:
         """Adds every job, one round trip per chunk of 500. All are validated first, so
-        invalid input adds nothing."""
+        invalid input adds nothing. With tracing on, one span covers the call and its
+        context goes with every job."""
         scripts = self._queue(queue)
         specs = list(specs)
-        if not keeps_records(self.settings.policy(queue)):
-            if queue not in self._routers:
-                self._routers[queue] = EntryRouter(self.settings, queue)
-            return await self._add_entries(scripts, self._routers[queue], specs, self.settings.max_entry_bytes)
-        rows = [self._row(queue, spec, self.settings.max_entry_bytes) for spec in specs]
-        added: list[AddedJob] = []
-        for start in range(0, len(rows), BATCH_CHUNK):
-            for job_id, created in await scripts.add(rows[start:start + BATCH_CHUNK]):
-                added.append(AddedJob(job_id, queue, created))
-        return added
+        with tracing.adding(queue, len(specs)) as span:
+            if not keeps_records(self.settings.policy(queue)):
+                if queue not in self._routers:
+                    self._routers[queue] = EntryRouter(self.settings, queue)
+                return await self._add_entries(scripts, self._routers[queue], specs, self.settings.max_entry_bytes,
+                                               span.traceparent)
+            rows = [self._row(queue, spec, self.settings.max_entry_bytes) for spec in specs]
+            added: list[AddedJob] = []
+            for start in range(0, len(rows), BATCH_CHUNK):
+                for job_id, created in await scripts.add(rows[start:start + BATCH_CHUNK], span.traceparent):
+                    added.append(AddedJob(job_id, queue, created))
+            return added
 
     @staticmethod
     async def _add_entries(scripts: QueueScripts, router: EntryRouter, specs: list[JobSpec],
-                           max_bytes: int) -> list[AddedJob]:
+                           max_bytes: int, traceparent: str) -> list[AddedJob]:
         if any(spec.delay for spec in specs):
             raise InvalidJob(f"delay: not supported on {scripts.queue}, a queue without job records")
         if any(spec.idempotency_key for spec in specs):
             raise InvalidJob(f"idempotency_key: not supported on {scripts.queue}, a queue without job "
                              "records (its handler deduplicates by the data's own id)")
         entries = [(router.stream(spec), encode_data(spec, max_bytes)) for spec in specs]
-        entry_ids = await append_entries(scripts.scripts.redis, entries)
+        entry_ids = await append_entries(scripts.wait, entries, traceparent=traceparent)
         return [AddedJob(router.job_id(stream, entry_id), scripts.queue, True)
                 for (stream, _), entry_id in zip(entries, entry_ids)]
 

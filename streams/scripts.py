@@ -19,6 +19,7 @@ from redis.commands.core import AsyncScript
 
 from config import QueuePolicy, Settings
 from streams.keys import GROUP, LANES, Lane, QueueKeys
+from streams.replication import ReplicaWait
 
 _INCLUDE = re.compile(r"^--!include (\S+)$", re.MULTILINE)
 SCRIPT_NAMES = ("add", "read", "reclaim", "complete", "fail", "extend", "trim", "remove", "retry", "clean",
@@ -65,6 +66,7 @@ class Delivery:
     attempts_made: int
     stalls: int
     delivery: int
+    traceparent: str | None = None  # the trace context of the span that added the job
 
     @property
     def entry_key(self) -> str:
@@ -73,10 +75,12 @@ class Delivery:
         return f"{self.lane}:{self.entry_id}"
 
     @classmethod
-    def from_reply(cls, row: list[Any], delivery: int = 1) -> Delivery:
-        lane, entry_id, job_id, raw, attempts, stalls = row[:6]
+    def from_reply(cls, row: list[Any]) -> Delivery:
+        """A row of read.lua or reclaim.lua: lane, entry id, job id, data, attempts made,
+        stalls, delivery count[, traceparent]."""
+        lane, entry_id, job_id, raw, attempts, stalls, delivery = row[:7]
         return cls(int(lane), entry_id, job_id, raw or None, int(attempts or 0), int(stalls or 0),
-                   int(row[6]) if len(row) > 6 else delivery)
+                   int(delivery), (row[7] or None) if len(row) > 7 else None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,21 +116,32 @@ class QueueScripts:
         self.settings = settings
         self.queue = queue
         self.keys = QueueKeys(settings.key_prefix, queue, partition)
+        self.wait = ReplicaWait(scripts.redis, settings)
+
+    async def _write(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        """A script whose outcome someone is told about: it waits for the replicas
+        REDIS_WAIT_REPLICAS asks for (streams.replication)."""
+        script = self.scripts[name]
+        if not self.wait.enabled:
+            return await script(keys, args)
+        return await self.wait.call_script(script.sha, script.script, keys, args)
 
     @property
     def policy(self) -> QueuePolicy:
         return self.settings.policy(self.queue)
 
-    async def add(self, jobs: list[tuple[str, str, str, Lane, float, str]]) -> list[tuple[str, bool]]:
-        """jobs: (id, name, data JSON, lane, delay seconds, idempotency digest or '')."""
+    async def add(self, jobs: list[tuple[str, str, str, Lane, float, str]],
+                  traceparent: str = "") -> list[tuple[str, bool]]:
+        """jobs: (id, name, data JSON, lane, delay seconds, idempotency digest or '');
+        `traceparent`: the adding span's trace context, kept in each record ('' = none)."""
         k, policy = self.keys, self.policy
         encoded = orjson.dumps([(job_id, name, data, LANES.index(lane) + 1, _ms(delay), digest)
                                 for job_id, name, data, lane, delay, digest in jobs])
         args = [self.queue, policy.attempts, policy.max_stalls, _ms(self.settings.idempotency_window),
-                self.settings.events_max_len, encoded]
+                self.settings.events_max_len, encoded, traceparent]
         keys = [*k.lanes, k.state_index("waiting"), k.scheduled, k.events, k.job_prefix,
                 k.idempotency_prefix]
-        reply = await self.scripts["add"](keys, args)
+        reply = await self._write("add", keys, args)
         return [(job_id, bool(int(added))) for job_id, added in reply]
 
     async def read(self, consumer: str, want: int) -> ReadResult:
@@ -171,7 +186,7 @@ class QueueScripts:
                 k.inflight, k.job_prefix, k.logs_prefix, k.meta]
         encoded = orjson.dumps([(d.lane, d.entry_id, d.delivery, d.job_id, value) for d, value in runs])
         args = [GROUP, consumer, self.policy.keep_completed, self.settings.events_max_len, encoded]
-        return [bool(int(x)) for x in await self.scripts["complete"](keys, args)]
+        return [bool(int(x)) for x in await self._write("complete", keys, args)]
 
     async def fail(self, consumer: str, d: Delivery, error: BaseException, stack: str,
                    backoff: float, unrecoverable: bool) -> Literal["retry", "dead", "lost"]:
@@ -184,7 +199,7 @@ class QueueScripts:
                 type(error).__name__, stack, _ms(backoff), "1" if unrecoverable else "0",
                 policy.keep_failed, self.settings.events_max_len,
                 self.settings.dead_letter_max_len, self.queue]
-        return await self.scripts["fail"](keys, args)
+        return await self._write("fail", keys, args)
 
     async def fail_entry(self, consumer: str, d: Delivery, raw_data: str, error: BaseException,
                          backoff: float, unrecoverable: bool) -> Literal["retry", "dead", "lost"]:
@@ -195,7 +210,7 @@ class QueueScripts:
                 str(error) or type(error).__name__, type(error).__name__, d.attempts_made, d.stalls,
                 _ms(backoff), "1" if unrecoverable else "0", policy.attempts,
                 self.settings.dead_letter_max_len, self.settings.events_max_len, self.queue, policy.keep_failed]
-        return await self.scripts["fail_entry"](keys, args)
+        return await self._write("fail_entry", keys, args)
 
     async def read_entries(self, consumer: str, want: int) -> ReadResult:
         """read() for stream-kept jobs on a queue with a rate limit or lane weights."""
@@ -206,8 +221,9 @@ class QueueScripts:
                                                    [GROUP, consumer, want, weights, rate_max, rate_window])
         kind, prefix = reply[0], k.entry_job_prefix
         if kind == "entries":
-            return ReadResult("jobs", [Delivery(int(lane), entry_id, prefix + entry_id, data or None, 0, 0, 1)
-                                       for lane, entry_id, data in reply[1]])
+            return ReadResult("jobs", [Delivery(int(lane), entry_id, prefix + entry_id, data or None, 0, 0, 1,
+                                                traceparent or None)
+                                       for lane, entry_id, data, traceparent in reply[1]])
         if kind == "limited":
             return ReadResult("limited", [], int(reply[1]))
         if kind == "empty":
@@ -224,7 +240,7 @@ class QueueScripts:
         keys = [*k.lanes, k.failures, k.meta, k.events, k.kept("completed")]
         args = [GROUP, self.policy.keep_completed, self.settings.events_max_len,
                 orjson.dumps(acked), orjson.dumps(cleared), orjson.dumps(kept)]
-        return int(await self.scripts["settle_entries"](keys, args))
+        return int(await self._write("settle_entries", keys, args))
 
     async def describe_entry(self, entry_id: str, job_id: str) -> tuple[bool, dict[str, str] | None]:
         """A stream-kept job's fields as a record would hold them (None: not found), and
@@ -238,7 +254,7 @@ class QueueScripts:
     async def remove_entry(self, entry_id: str, job_id: str) -> int:
         k = self.keys
         keys = [*k.lanes, k.failures, k.kept("completed"), k.kept("failed"), k.events]
-        return int(await self.scripts["remove_entry"](keys, [GROUP, entry_id, job_id,
+        return int(await self._write("remove_entry", keys, [GROUP, entry_id, job_id,
                                                              self.settings.events_max_len]))
 
     async def replay_entry(self, job_id: str, dead_entry: str = "") -> str | None:
@@ -246,12 +262,12 @@ class QueueScripts:
         returns its new job id, or None when there was nothing to queue."""
         k = self.keys
         keys = [*k.lanes, k.dead, k.events, k.kept("failed")]
-        entry = await self.scripts["replay_entry"](keys, [dead_entry, job_id, self.settings.events_max_len,
+        entry = await self._write("replay_entry", keys, [dead_entry, job_id, self.settings.events_max_len,
                                                           k.entry_job_prefix])
         return k.entry_job_prefix + entry if entry else None
 
     async def clean_kept(self, state: Literal["completed", "failed"], grace: float, limit: int) -> list[str]:
-        return await self.scripts["clean_kept"]([self.keys.kept(state)], [_ms(grace), limit])
+        return await self._write("clean_kept", [self.keys.kept(state)], [_ms(grace), limit])
 
     async def extend(self, consumer: str, deliveries: list[Delivery]) -> list[bool]:
         """Extends leases; False where the entry is no longer this consumer's."""
@@ -270,7 +286,7 @@ class QueueScripts:
         k = self.keys
         keys = [*k.lanes, k.scheduled, k.events, k.inflight, k.job_prefix, k.logs_prefix,
                 *(k.state_index(s) for s in ("waiting", "active", "retrying", "completed", "failed"))]
-        return int(await self.scripts["remove"](keys, [GROUP, job_id, self.settings.events_max_len]))
+        return int(await self._write("remove", keys, [GROUP, job_id, self.settings.events_max_len]))
 
     async def retry(self, job_id: str, dead_entry: str = "") -> int:
         k, policy = self.keys, self.policy
@@ -278,9 +294,9 @@ class QueueScripts:
                 k.job_prefix]
         args = [job_id, dead_entry, self.settings.events_max_len, self.queue, policy.attempts,
                 policy.max_stalls]
-        return int(await self.scripts["retry"](keys, args))
+        return int(await self._write("retry", keys, args))
 
     async def clean(self, state: Literal["completed", "failed"], grace: float, limit: int) -> list[str]:
         k = self.keys
-        return await self.scripts["clean"]([k.state_index(state), k.job_prefix, k.logs_prefix],
+        return await self._write("clean", [k.state_index(state), k.job_prefix, k.logs_prefix],
                                            [_ms(grace), limit])

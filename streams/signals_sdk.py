@@ -28,9 +28,11 @@ from redis.asyncio import Redis
 
 from config import Settings
 from streams.connection import connect_sync
+from streams.replication import ReplicaWait
 from streams.errors import EntryTooLarge, InvalidJob, UnknownQueue
 from streams.keeping import keeps_records
-from streams.producer import DATA_FIELD, EntryRouter, JobSpec, append_entries, encode_data
+from streams import tracing
+from streams.producer import EntryRouter, JobSpec, append_entries, encode_data, entry_fields
 
 CHUNK_SIZE = 1000
 
@@ -98,13 +100,14 @@ class SignalPublisher:
     def __init__(self, redis: Redis, settings: Settings, *, queue: str,
                  validator: type[BaseModel] | Validator | None = None, chunk_size: int = CHUNK_SIZE) -> None:
         self.redis = redis
+        self.wait = ReplicaWait(redis, settings)
         self.encoder = SignalEncoder(settings, queue=queue, validator=validator)
         self.chunk_size = max(1, chunk_size)
 
     async def publish_signal(self, signal: Any) -> str:
         """Validates and writes one signal (one XADD); returns its job id."""
-        stream, data = self.encoder.encode(signal)
-        return self.encoder.job_id(stream, await self.redis.xadd(stream, {DATA_FIELD: data}))
+        (job_id,) = await self.publish_encoded([self.encoder.encode(signal)])
+        return job_id
 
     async def publish_signals(self, signals: Iterable[Any]) -> list[str]:
         """Validates every signal, then writes them all, one pipeline per chunk; returns
@@ -112,13 +115,14 @@ class SignalPublisher:
         return await self.publish_encoded(self.encoder.encode_all(signals))
 
     async def publish_encoded(self, entries: Sequence[tuple[str, str]]) -> list[str]:
-        return await append_signals(self.redis, self.encoder, entries, self.chunk_size)
+        return await append_signals(self.wait, self.encoder, entries, self.chunk_size)
 
 
-async def append_signals(redis: Redis, encoder: SignalEncoder, entries: Sequence[tuple[str, str]],
+async def append_signals(wait: ReplicaWait, encoder: SignalEncoder, entries: Sequence[tuple[str, str]],
                          chunk_size: int = CHUNK_SIZE) -> list[str]:
     """XADDs signals `encoder` encoded, one pipeline per chunk; returns their job ids in order."""
-    entry_ids = await append_entries(redis, entries, chunk_size)
+    with tracing.adding(encoder.queue, len(entries)) as span:
+        entry_ids = await append_entries(wait, entries, chunk_size, span.traceparent)
     return [encoder.job_id(stream, entry_id) for (stream, _), entry_id in zip(entries, entry_ids)]
 
 
@@ -129,6 +133,7 @@ class SyncSignalPublisher:
     def __init__(self, redis: sync_redis.Redis, settings: Settings, *, queue: str,
                  validator: type[BaseModel] | Validator | None = None, chunk_size: int = CHUNK_SIZE) -> None:
         self.redis = redis
+        self.wait = ReplicaWait(redis, settings)
         self.encoder = SignalEncoder(settings, queue=queue, validator=validator)
         self.chunk_size = max(1, chunk_size)
 
@@ -142,16 +147,19 @@ class SyncSignalPublisher:
         self.redis.close()
 
     def publish_signal(self, signal: Any) -> str:
-        stream, data = self.encoder.encode(signal)
-        return self.encoder.job_id(stream, self.redis.xadd(stream, {DATA_FIELD: data}))
+        (job_id,) = self.publish_signals([signal])
+        return job_id
 
     def publish_signals(self, signals: Iterable[Any]) -> list[str]:
         entries = self.encoder.encode_all(signals)
         ids: list[str] = []
-        for start in range(0, len(entries), self.chunk_size):
-            chunk = entries[start:start + self.chunk_size]
-            pipe = self.redis.pipeline(transaction=False)
-            for stream, data in chunk:
-                pipe.xadd(stream, {DATA_FIELD: data})
-            ids += [self.encoder.job_id(stream, entry_id) for (stream, _), entry_id in zip(chunk, pipe.execute())]
+        with tracing.adding(self.encoder.queue, len(entries)) as span:
+            for start in range(0, len(entries), self.chunk_size):
+                chunk = entries[start:start + self.chunk_size]
+                pipe = self.redis.pipeline(transaction=False)
+                for stream, data in chunk:
+                    pipe.xadd(stream, entry_fields(data, span.traceparent))
+                waits = self.wait.append(pipe, {stream for stream, _ in chunk})
+                entry_ids = self.wait.check(pipe.execute(), waits)
+                ids += [self.encoder.job_id(stream, entry_id) for (stream, _), entry_id in zip(chunk, entry_ids)]
         return ids

@@ -46,9 +46,12 @@ class Upkeep:
     async def extend_leases(self, in_flight: Callable[[], list[Delivery]]) -> None:
         """Re-claims the running entries every third of the lease, until cancelled."""
         every = self.scripts.policy.lock_timeout / 3
+        lost: set[tuple[str, int]] = set()  # (entry, delivery) runs told once that they lost the lease
         while True:
             await asyncio.sleep(every)
-            deliveries = in_flight()
+            running = in_flight()
+            lost &= {(d.entry_key, d.delivery) for d in running}
+            deliveries = [d for d in running if (d.entry_key, d.delivery) not in lost]
             if not deliveries:
                 continue
             try:
@@ -61,5 +64,6 @@ class Upkeep:
             for d, ok in zip(deliveries, kept):
                 # A job that finished while the call was out is simply no longer pending.
                 if not ok and d.entry_key in still_running:
+                    lost.add((d.entry_key, d.delivery))  # not extended again: the lease is another's now
                     log.warning("%s: lost the lease of job %s (another worker took it over)",
                                 self.queue, d.job_id)

@@ -46,6 +46,7 @@ class FakeHttp:
     feed_items: list[dict[str, str]] = field(default_factory=list)
     feed_requests: list[str] = field(default_factory=list)
     homepage: str = ""
+    homepage_headers: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def llm_url(self) -> str:
@@ -93,6 +94,7 @@ class FakeHttp:
         return web.Response(text=rss, content_type="application/rss+xml")
 
     async def _site(self, request: web.Request) -> web.Response:
+        self.homepage_headers.append(dict(request.headers))
         if not self.homepage:
             return web.Response(status=404)
         return web.Response(text=self.homepage, content_type="text/html")

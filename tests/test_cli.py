@@ -32,7 +32,7 @@ Run = Callable[..., subprocess.CompletedProcess[str]]
 
 def clean_env() -> dict[str, str]:
     """The environment without anything Settings would read from it."""
-    fields = {name.lower() for name in Settings.model_fields}
+    fields = {name.lower() for name in Settings.model_fields} | {"tgjobs_data_dir"}
     return {k: v for k, v in os.environ.items()
             if not k.upper().startswith("QUEUES__") and k.upper() != "TGJOBS_CONFIG"
             and k.lower() not in fields}

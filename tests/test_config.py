@@ -28,7 +28,7 @@ SECRET = "s3cr3t-P@ss/word"
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Remove settings variables the surrounding shell (or CI) may have set."""
-    names = {name.upper() for name in Settings.model_fields} | {"TGJOBS_CONFIG"}
+    names = {name.upper() for name in Settings.model_fields} | {"TGJOBS_CONFIG", "TGJOBS_DATA_DIR"}
     for var in list(os.environ):
         upper = var.upper()
         if upper in names or upper.startswith("QUEUES__"):
@@ -198,6 +198,27 @@ def test_policy_rows_are_frozen() -> None:
 
 
 # --- environment --------------------------------------------------------------------
+
+
+def test_the_embedded_redis_data_lives_in_the_users_data_directory(monkeypatch: pytest.MonkeyPatch,
+                                                                   tmp_path: Path) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert load_settings().data_path() == tmp_path / "home" / ".local" / "share" / "tgjobs"
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert load_settings().data_path() == tmp_path / "xdg" / "tgjobs"
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "old-name"))
+    assert load_settings().data_path() == tmp_path / "old-name"
+    monkeypatch.setenv("TGJOBS_DATA_DIR", str(tmp_path / "chosen"))
+    assert load_settings().data_path() == tmp_path / "chosen"
+
+
+def test_tracing_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().otel_traces_exporter is None
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", " Console ")
+    assert load_settings().otel_traces_exporter == "console"
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "zipkin")
+    assert settings_error() == ("invalid setting OTEL_TRACES_EXPORTER: Input should be 'otlp', 'console' "
+                                "or 'none'")
 
 
 def test_env_override_of_one_field_keeps_the_rest(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -72,6 +72,16 @@ def test_context_manager_starts_and_stops(tmp_path: Path) -> None:
     assert (tmp_path / "redis.log").is_file()
 
 
+def test_a_password_protected_server_is_ready_once_auth_and_ping_answer(tmp_path: Path) -> None:
+    password = 'p w"\\:@/'  # spaces, quotes and URL characters survive the URL and the protocol
+    with EmbeddedRedis(data_dir=tmp_path, appendonly=False, password=password) as server:
+        assert embedded_redis.ping(server.port, password=password)
+        assert not embedded_redis.ping(server.port)  # NOAUTH is not ready
+        assert not embedded_redis.ping(server.port, password="wrong")
+        with client(server) as conn:
+            assert conn.ping() is True
+
+
 def test_restart_keeps_aof_data(redis_server_factory: RedisServerFactory) -> None:
     server = redis_server_factory(appendonly=True)
     port, old_pid = server.port, server.pid

@@ -1,11 +1,12 @@
 """A worker process for tests that need real processes (SIGKILL, SIGTERM, two workers).
 
     python tests/worker_proc.py REDIS_URL KEY_PREFIX QUEUE [--lock-timeout S] [--concurrency N]
-        [--rate N/PERIOD] [--grace S] [--backoff-delay S] [--keep-completed N]
+        [--rate N/PERIOD] [--grace S] [--backoff-delay S] [--keep-completed N] [--timeout S]
 
-Its handler reads the job's data: {"sleep": seconds, "kill": true (SIGKILL itself),
-"fail": true}. It records every start in the list `<prefix>:test:starts` as
-"<job id> <server time in ms>" and its effect once per job id with SET NX on
+Its handler reads the job's data: {"sleep": seconds, "sleep_redelivered": seconds
+instead on a run after a stall, "kill": true (SIGKILL itself), "fail": true}. It
+records every start in the list `<prefix>:test:starts` as "<job id> <server time in
+ms>" and its effect once per job id with SET NX on
 `<prefix>:test:effect:<job id>`, so tests can count runs and effects apart.
 """
 
@@ -33,10 +34,13 @@ def main() -> None:
     parser.add_argument("--grace", type=float, default=30)
     parser.add_argument("--backoff-delay", type=float, default=0.1)
     parser.add_argument("--keep-completed", type=int, default=100)
+    parser.add_argument("--timeout", type=float, default=None, help="a run's limit (default: the policy's)")
     args = parser.parse_args()
     row = {"lock_timeout": args.lock_timeout, "concurrency": args.concurrency,
            "backoff_delay": args.backoff_delay, "rate_limit": args.rate,
            "keep_completed": args.keep_completed}
+    if args.timeout is not None:
+        row["timeout"] = args.timeout
     if args.queue == "jobs":  # the tests' regular queue: the signals row with job records
         row = {**DEFAULT_POLICIES["signals"].model_dump(), "records": True, **row}
     settings = Settings(redis_url=args.redis_url, key_prefix=args.prefix, shutdown_grace=args.grace,
@@ -51,8 +55,9 @@ def main() -> None:
         data = ctx.data or {}
         if data.get("kill"):
             os.kill(os.getpid(), signal.SIGKILL)
-        if data.get("sleep"):
-            await asyncio.sleep(data["sleep"])
+        seconds = data.get("sleep_redelivered", data.get("sleep")) if ctx.stalls else data.get("sleep")
+        if seconds:
+            await asyncio.sleep(seconds)
         if data.get("fail"):
             raise RuntimeError("asked to fail")
         await redis.set(f"{args.prefix}:test:effect:{ctx.id}", os.getpid(), nx=True)

@@ -25,6 +25,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.registry import Collector
+from redis.asyncio import RedisCluster
 
 from api.state import ADMIN, REDIS, SETTINGS
 from processors.outbox_admin import OutboxAdmin, SinkFigures
@@ -128,8 +129,13 @@ async def _live_workers(request: web.Request) -> dict[str, int] | None:
 
 
 async def _memory(request: web.Request) -> dict[str, Any] | None:
+    """INFO memory; on a cluster, used_memory summed over the masters."""
+    redis = request.app[REDIS]
     try:
-        return await request.app[REDIS].info("memory")
+        if isinstance(redis, RedisCluster):
+            per_node = await redis.info("memory", target_nodes=RedisCluster.PRIMARIES)
+            return {"used_memory": sum(int(node.get("used_memory", 0)) for node in per_node.values())}
+        return await redis.info("memory")
     except Exception as exc:  # a managed Redis may refuse INFO: the queue figures still count
         if "unknown command" in str(exc).lower() or "no permissions" in str(exc).lower():
             return None

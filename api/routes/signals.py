@@ -26,6 +26,7 @@ from api.scope import require_scope
 from api.state import REDIS, SETTINGS, SIGNAL_INTAKE
 from processors.intake import InvalidSignal, SignalIntake
 from streams.errors import EntryTooLarge
+from streams.replication import ReplicaWait
 from streams.signals_sdk import append_signals
 
 NDJSON = "application/x-ndjson"
@@ -62,7 +63,8 @@ async def ingest_signals(request: web.Request) -> web.Response:
         details = [d for r in rejected for d in r.details]
         raise Invalid(f"{len(rejected)} invalid signal{'s' if len(rejected) != 1 else ''} of {len(items)}; "
                       "nothing was written (?partial=true writes the valid ones)", details)
-    ids = await append_signals(request.app[REDIS], intake.encoder, entries, limit) if entries else []
+    wait = ReplicaWait(request.app[REDIS], request.app[SETTINGS])
+    ids = await append_signals(wait, intake.encoder, entries, limit) if entries else []
     return respond(SignalsAccepted(accepted=len(ids), ids=ids, rejected=rejected), 202)
 
 

@@ -14,6 +14,7 @@
   ARGV[6] the jobs as one JSON array (one argument instead of 6 per job: packing them
           was most of the client's cost), each [id, name, data (JSON text),
           lane index (1..3), delay ms, idempotency digest ('' = none)]
+  ARGV[7] the adding span's W3C traceparent, kept in every record ('' = tracing off)
 
   Returns, per job, {job id, 1 if added or 0 if the idempotency key named an existing job}.
 ]]
@@ -21,6 +22,7 @@
 
 local queue, maxAttempts, maxStalls = ARGV[1], ARGV[2], ARGV[3]
 local idemWindow, eventsMaxLen, jobs = tonumber(ARGV[4]), ARGV[5], cjson.decode(ARGV[6])
+local traceparent = ARGV[7]
 local waiting, scheduled, events, jobPrefix, idemPrefix = KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local now = now_ms()
 local results = {}
@@ -51,6 +53,7 @@ for _, job in ipairs(jobs) do
     redis.call('HSET', jobPrefix .. id, 'id', id, 'name', name, 'queue', queue, 'data', data,
       'lane', LANE_NAMES[laneIndex], 'createdAt', now, 'attemptsMade', 0, 'maxAttempts', maxAttempts,
       'stalls', 0, 'maxStalls', maxStalls, 'progress', 0, 'state', state, field, value)
+    if traceparent ~= '' then redis.call('HSET', jobPrefix .. id, 'traceparent', traceparent) end
     emit(events, eventsMaxLen, 'added', id)
     results[#results + 1] = { id, 1 }
   end

@@ -17,7 +17,7 @@
   ARGV[7] events stream cap           ARGV[8] most scheduled jobs moved per call
 
   Returns one of
-    {'jobs', {lane index, entry id, job id, data, attemptsMade, stalls}...}
+    {'jobs', {lane index, entry id, job id, data, attemptsMade, stalls, 1, traceparent or nil}...}
     {'paused'}
     {'limited', ms until a permit frees}
     {'empty', ms until the next scheduled job is due (-1: none), last id of each lane}
@@ -68,7 +68,7 @@ local function read_lane(lane, count)
       if fields[f] == 'job' then jobId = fields[f + 1] end
     end
     local job = jobId and (jobPrefix .. jobId)
-    local rec = job and redis.call('HMGET', job, 'state', 'data', 'attemptsMade', 'stalls')
+    local rec = job and redis.call('HMGET', job, 'state', 'data', 'attemptsMade', 'stalls', 'traceparent')
     if rec and rec[1] == 'waiting' then
       redis.call('HSET', job, 'state', 'active', 'processedAt', now)
       inflightPairs[#inflightPairs + 1] = lane .. ':' .. entryId
@@ -78,7 +78,7 @@ local function read_lane(lane, count)
       activePairs[#activePairs + 1] = jobId
       take_permit(limiter, rateMax, rateWindow, now, lane .. ':' .. entryId)
       emit(events, eventsMaxLen, 'active', jobId)
-      jobs[#jobs + 1] = { lane, entryId, jobId, rec[2], rec[3], rec[4] }
+      jobs[#jobs + 1] = { lane, entryId, jobId, rec[2], rec[3], rec[4], 1, rec[5] }
       got = got + 1
     else
       -- The job was removed (or its entry is not a job): nothing to run.

@@ -12,7 +12,7 @@
   ARGV[5] rate limit max (0 = none)   ARGV[6] rate window ms
 
   Returns one of
-    {'entries', {lane index, entry id, data}...}
+    {'entries', {lane index, entry id, data, traceparent or nil}...}
     {'paused'}
     {'limited', ms until a permit frees}
     {'empty', last id of each lane}
@@ -35,7 +35,7 @@ local function read_lane(lane, count)
   local reply = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', count, 'STREAMS', KEYS[lane], '>')
   if not reply then return 0 end
   for _, entry in ipairs(reply[1][2]) do
-    entries[#entries + 1] = { lane, entry[1], entry_data(entry[2]) }
+    entries[#entries + 1] = { lane, entry[1], entry_data(entry[2]), field_of(entry[2], 'traceparent') or false }
     permits[#permits + 1] = now
     permits[#permits + 1] = lane .. ':' .. entry[1]
   end

@@ -30,7 +30,8 @@
   ARGV[16] job id prefix of fast-path entries (the job id is it and the entry id)
 
   Returns {next lane index (0 when the walk is done), next cursor id,
-           {{lane index, entry id, job id, data, attemptsMade, stalls, delivery count}...},
+           {{lane index, entry id, job id, data, attemptsMade, stalls, delivery count,
+             traceparent or nil}...},
            number of entries settled}
 ]]
 --!include _common.lua
@@ -82,7 +83,7 @@ local function visit_entry(lane, p)
     if crash then emit(ctx.events, ctx.eventsMaxLen, 'stalled', jobId, 'stalls', stalls) end
     take_permit(limiter, rateMax, rateWindow, now, field .. ':' .. (deliveries + 1))
     claimed[#claimed + 1] = { lane, entryId, jobId, entry_data(got[1][2]), attempts, stalls,
-      deliveries + 1 }
+      deliveries + 1, field_of(got[1][2], 'traceparent') or false }
     allowed = allowed - 1
   end
 end
@@ -131,8 +132,8 @@ local function visit(lane, p)
     redis.call('ZADD', ctx.active, now, jobId)
     take_permit(limiter, rateMax, rateWindow, now, field .. ':' .. (deliveries + 1))
     emit(ctx.events, ctx.eventsMaxLen, 'active', jobId)
-    local data = redis.call('HGET', job, 'data')
-    claimed[#claimed + 1] = { lane, entryId, jobId, data, attempts, stalls, deliveries + 1 }
+    local body = redis.call('HMGET', job, 'data', 'traceparent')
+    claimed[#claimed + 1] = { lane, entryId, jobId, body[1], attempts, stalls, deliveries + 1, body[2] }
     allowed = allowed - 1
   end
 end

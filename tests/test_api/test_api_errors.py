@@ -132,10 +132,18 @@ async def test_a_malformed_idempotency_key_is_422(api: Api) -> None:
     ("GET", "/api/queues/mail/dead", None),
     ("POST", "/api/queues/mail/dead", {"action": "purge"}),
     ("GET", "/api/nowhere", None),
+    ("GET", "/static/missing.js", None),  # the dashboard's files: a missing one is the same JSON 404
+    ("GET", "/static/", None),
+    ("GET", "/static/index.html", None),  # the page itself is served at / only
 ])
 async def test_unknown_type_queue_job_or_path_is_404(api: Api, method: str, path: str, body: Any) -> None:
     status, answer = await api.call(method, path, **({"json": body} if body is not None else {}))
     assert status == 404 and answer["error"] == "not_found", answer
+
+
+async def test_the_dashboard_files_are_served_without_a_token(api: Api) -> None:
+    async with api.client.get("/static/dashboard.js") as response:
+        assert response.status == 200 and response.content_type.endswith("javascript")
 
 
 async def test_wrong_method_is_405_with_allow(api: Api) -> None:
