@@ -42,7 +42,7 @@ from engine import FAST, REGULAR, counter, handler_for, settings_for, signal
 
 from cli.embedded_cluster import EmbeddedCluster
 from config import Settings
-from streams import JobSpec, Producer, QueueAdmin, connect, run_workers
+from streams import JobSpec, Producer, QueueAdmin, connect, run_workers, tracing
 from streams.connection import is_cluster
 from streams.keys import partition_keys
 
@@ -131,6 +131,7 @@ def _worker_process(url: str, prefix: str, partitions: int, workload: Workload, 
 
     async def main() -> None:
         settings = settings_for(url, prefix, partitions)
+        tracing.setup(settings)  # as `tgjobs workers` does: off unless OTEL_TRACES_EXPORTER says
         redis = connect(settings)
         handler = handler_for(workload.handler, settings, redis)
         await redis.ping()
