@@ -31,8 +31,9 @@ import multiprocessing
 import os
 import resource
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
+from queue import Empty
 from typing import Any
 
 import redis as sync_redis
@@ -213,7 +214,7 @@ def wait_for(queue: Any, children: list[Any]) -> Any:
     """The next item on `queue`; raises if a child died before putting it."""
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
-        with contextlib.suppress(Exception):  # queue.Empty
+        with contextlib.suppress(Empty):
             return queue.get(timeout=0.5)
         if any(child.exitcode not in (None, 0) for child in children):
             raise RuntimeError(f"a worker process failed (exit codes {[c.exitcode for c in children]})")
@@ -287,12 +288,6 @@ def run_topology(url: str, topology: str, n: int, processes: list[int], partitio
         client.close()
 
 
-@contextlib.contextmanager
-def cluster_url() -> Iterator[str]:
-    with EmbeddedCluster(masters=3) as cluster:
-        yield cluster.url
-
-
 def main() -> None:
     n = event_count(40_000)
     processes = [int(p) for p in os.environ.get("PROCESSES", "1,2,4").split(",")]
@@ -302,8 +297,8 @@ def main() -> None:
     with redis_url() as url:
         given = "the cluster at REDIS_URL" if is_cluster(Settings(redis_url=url)) else "one redis"
         single = run_topology(url, given, n, processes, partitions, repeat)
-    with cluster_url() as url:
-        cluster = run_topology(url, "3-master cluster", n, processes, partitions, repeat)
+    with EmbeddedCluster(masters=3) as embedded:
+        cluster = run_topology(embedded.url, "3-master cluster", n, processes, partitions, repeat)
     print(f"\n{os.cpu_count()} CPUs, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} at the end; "
           f"N={n}; signals partitions {partitions}; the fastest of {repeat} run(s) each")
     report(single[0].topology.capitalize(), single)
