@@ -86,7 +86,7 @@ def _cluster_enabled(url: str, redacted: str) -> bool:
     except RedisError as exc:
         _cluster_enabled.cache_clear()  # ask again next time
         log.debug("cannot tell whether Redis at %s is a cluster (%s: %s); taking it for a single "
-                    "server (set REDIS_CLUSTER=yes or no to skip the question)", redacted, type(exc).__name__, exc)
+                  "server (set REDIS_CLUSTER=yes or no to skip the question)", redacted, type(exc).__name__, exc)
         return False
     finally:
         client.close()
