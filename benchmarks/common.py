@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -107,9 +108,20 @@ def redis_version(info: dict[str, object]) -> str:
     return str(info.get("redis_version", "?"))
 
 
-def report(title: str, rows: list[Figures], floor: Figures | None = None) -> None:
-    """Prints the table (with ratios to `floor` where given), then the JSON lines."""
-    columns = [f.name for f in fields(Figures)][1:]
+def cell_text(column: str, value: float | int | str | None) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:,.2f}" if "ms" in column or 0 < abs(value) < 10 else f"{value:,.0f}"
+
+
+def report(title: str, rows: list[Any], floor: Any = None) -> None:
+    """Prints the table of `rows` (Figures, or any dataclass whose first field is the
+    name), with ratios to `floor` where given, then the JSON lines."""
+    columns = [f.name for f in fields(rows[0])][1:]
     print(f"\n{title}")
     header = ["name"] + columns
     table = [header]
@@ -117,7 +129,7 @@ def report(title: str, rows: list[Figures], floor: Figures | None = None) -> Non
         cells = [row.name]
         for column in columns:
             value = getattr(row, column)
-            cell = "-" if value is None else f"{value:,.2f}" if "ms" in column else f"{value:,.0f}"
+            cell = cell_text(column, value)
             base = getattr(floor, column) if floor is not None else None
             if value is not None and base and row is not floor and column != "peak_rss_mb":
                 cell += f" ({value / base:.2f}x)"

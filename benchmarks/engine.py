@@ -37,10 +37,11 @@ REGULAR, FAST = "research", "signals"
 CONCURRENCY = 100  # handlers at once on both paths: as many as the floor runs (a read of 100, gathered)
 
 
-def settings_for(url: str, prefix: str) -> Settings:
+def settings_for(url: str, prefix: str, partitions: int = 1) -> Settings:
+    """`partitions`: the signals queue's (benchmarks/scale.py spreads it over a cluster)."""
     return Settings(redis_url=url, key_prefix=prefix, read_block=1,
                     queues={REGULAR: {"rate_limit": None, "concurrency": CONCURRENCY, "keep_completed": 1000},
-                            FAST: {"concurrency": CONCURRENCY}})
+                            FAST: {"concurrency": CONCURRENCY, "partitions": partitions}})
 
 
 async def noop(ctx: JobContext) -> None:

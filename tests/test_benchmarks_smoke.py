@@ -59,3 +59,23 @@ def test_driver_benchmark_runs_and_prints_json_lines(postgres_server_url: str) -
     rows = [orjson.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     assert {"asyncpg, json recordset", "asyncpg, copy + insert"} <= {row["name"] for row in rows}
     assert all(row["insert_rows_per_s"] > 0 and row["update_rows_per_s"] > 0 for row in rows)
+
+
+SCALE_KEYS = {"name", "topology", "processes", "jobs", "process_per_s", "x_one_process", "redis_cpu_us_per_job",
+              "redis_busiest_master_cores", "workers_cpu_us_per_job", "workers_cores", "others_cores", "idle_cores",
+              "partitions_per_master"}
+
+
+def test_scale_benchmark_runs_on_one_redis_and_a_cluster(redis_url: str) -> None:
+    env = {**os.environ, "REDIS_URL": redis_url, "N": "200", "PROCESSES": "1,2"}
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "scale.py")], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [orjson.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert [row["processes"] for row in rows] == [1, 2] * 6
+    assert {row["topology"] for row in rows[6:]} == {"3-master cluster"}  # the first six: REDIS_URL's
+    for row in rows:
+        assert set(row) == SCALE_KEYS
+        assert row["jobs"] >= 200 and row["process_per_s"] > 0 and row["redis_cpu_us_per_job"] > 0
+        assert row["workers_cpu_us_per_job"] > 0
+    assert [row["x_one_process"] for row in rows if row["processes"] == 1] == [1.0] * 6
