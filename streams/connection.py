@@ -30,6 +30,7 @@ Client: TypeAlias = Redis | RedisCluster
 SOCKET_MARGIN_S = 5.0
 CONNECT_TIMEOUT_S = 5.0
 HEALTH_CHECK_INTERVAL_S = 30
+CLUSTER_NODE_CONNECTIONS = 128
 
 
 def connect(settings: Settings, max_connections: int = 16) -> Client:
@@ -109,7 +110,11 @@ def _plain_client(settings: Settings, max_connections: int) -> Redis:
 
 
 def _cluster_client(settings: Settings, max_connections: int) -> RedisCluster:
-    client = RedisCluster.from_url(settings.redis_connection_url(), max_connections=max_connections,
+    """redis-py's cluster pools fail a command when a node's pool is full rather than wait
+    for a connection, so each node's pool allows at least CLUSTER_NODE_CONNECTIONS: a
+    worker's handlers, pipelining to many companies' slots at once, outran 16."""
+    client = RedisCluster.from_url(settings.redis_connection_url(),
+                                   max_connections=max(max_connections, CLUSTER_NODE_CONNECTIONS),
                                    **_connection_options(settings))
     # Nodes found later are built from these options; the startup node already was.
     packed = _packed_by_hiredis(client.connection_kwargs["connection_class"])

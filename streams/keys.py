@@ -4,8 +4,8 @@ All keys of queue Q carry the hash tag ``{<prefix>:Q}``, so they share one Redis
 Cluster slot and every Lua script touches a single slot. A queue split into N
 partitions has N such key sets: partition 0 keeps ``{<prefix>:Q}``, partition p > 0
 is tagged ``{<prefix>:Q/p.n}`` (no queue name holds a slash), with n chosen so that the
-partitions' slots spread evenly over the slot space (`partition_tag`), whatever N is:
-they land on different masters of a cluster. Nothing else formats keys.
+N partitions' slots sit evenly around the slot space (`partition_tag`): they land on
+different masters of a cluster. Nothing else formats keys.
 """
 
 from __future__ import annotations
@@ -55,10 +55,11 @@ class QueueKeys:
     prefix: str
     queue: str
     partition: int = 0
+    partitions: int = 1  # of the queue: where partition p's tag sits depends on it
 
     @property
     def tag(self) -> str:
-        return partition_tag(self.prefix, self.queue, self.partition)
+        return partition_tag(self.prefix, self.queue, self.partition, self.partitions)
 
     @property
     def entry_job_prefix(self) -> str:
@@ -150,7 +151,7 @@ class QueueKeys:
 
 def partition_keys(prefix: str, queue: str, partitions: int) -> tuple[QueueKeys, ...]:
     """The key sets of every partition of a queue, partition 0 first."""
-    return tuple(QueueKeys(prefix, queue, p) for p in range(partitions))
+    return tuple(QueueKeys(prefix, queue, p, partitions) for p in range(partitions))
 
 
 SLOTS = 16384
@@ -161,23 +162,21 @@ def cluster_slot(tag: str) -> int:
     return binascii.crc_hqx(tag.encode(), 0) % SLOTS
 
 
+TAG_WINDOW = 32  # slots either side of a partition's target slot
+
+
 @cache
-def partition_tag(prefix: str, queue: str, partition: int) -> str:
-    """``{<prefix>:Q}`` for partition 0; for p > 0, ``{<prefix>:Q/p.n}`` with the smallest
-    n >= 0 whose slot lies near the p-th point of the van der Corput sequence (1/2, 1/4,
-    3/4, 1/8, ...) around the circle of slots, counted from partition 0's slot. The first
-    N points of that sequence are evenly spread for every N, so the tags of N partitions
-    fall on slots about 16384/N apart, and a partition keeps its tag when N changes.
-    The window narrows as p grows (16384 >> (bits of p + 2) slots either side)."""
+def partition_tag(prefix: str, queue: str, partition: int, partitions: int = 1) -> str:
+    """``{<prefix>:Q}`` for partition 0; for p > 0 of N, ``{<prefix>:Q/p.n}`` with the
+    smallest n >= 0 whose slot lies within TAG_WINDOW slots of partition 0's slot plus
+    p * 16384 / N: the N tags sit evenly around the slots, so a cluster of M equal masters
+    serves N / M partitions each (N a multiple of M)."""
     base = f"{prefix}:{queue}"
     if not partition:
         return f"{{{base}}}"
-    bits = partition.bit_length()
-    point = int(f"{partition:0{bits}b}"[::-1], 2) / (1 << bits)  # p's bits mirrored after the point
-    target = (cluster_slot(base) + int(point * SLOTS)) % SLOTS
-    window = SLOTS >> (bits + 2)
+    target = (cluster_slot(base) + partition * SLOTS // partitions) % SLOTS
     n = 0
-    while (cluster_slot(f"{base}/{partition}.{n}") - target + window) % SLOTS > 2 * window:
+    while (cluster_slot(f"{base}/{partition}.{n}") - target + TAG_WINDOW) % SLOTS > 2 * TAG_WINDOW:
         n += 1
     return f"{{{base}/{partition}.{n}}}"
 

@@ -133,7 +133,7 @@ class QueueScripts:
         self.scripts = scripts
         self.settings = settings
         self.queue = queue
-        self.keys = QueueKeys(settings.key_prefix, queue, partition)
+        self.keys = QueueKeys(settings.key_prefix, queue, partition, settings.policy(queue).partitions)
         self.wait = ReplicaWait(scripts.redis, settings)
 
     async def _write(self, name: str, keys: list[str], args: list[Any]) -> Any:
