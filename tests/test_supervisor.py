@@ -155,6 +155,7 @@ async def test_a_killed_child_is_replaced_and_sigterm_stops_every_child(
 
     victim = min(first)
     subprocess.run(["kill", "-9", str(victim)], check=True)
+    await eventually(lambda: not alive(victim), 10)  # SIGKILL lands a moment after kill returns
     second = await until_registered(run, engine_redis, settings, 2)
     assert victim not in second and len(second - first) == 1, (first, second)
     (restart,) = run.restarts()
