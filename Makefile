@@ -16,12 +16,13 @@ GRACE ?= 24h
 LIMIT ?= 10000
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run-deps run test test-cluster screenshot workers queue-status queue-clean redis-start redis-stop
+.PHONY: help venv run-deps run test test-cluster ledger screenshot workers queue-status queue-clean redis-start redis-stop
 
 help:
 	@echo "make run           start Redis (embedded unless REDIS_URL is set) and the workers"
 	@echo "make test          run the test suite, then its cluster part again on a Redis Cluster (PYTEST_ARGS='-k name')"
 	@echo "make test-cluster  run the cluster part alone (TEST_REDIS=cluster)"
+	@echo "make ledger        the long ledger test over faults (a few minutes)"
 	@echo "make screenshot    run the dashboard's browser test and save its screenshot as docs/dashboard.png"
 	@echo "make workers       run the workers against REDIS_URL"
 	@echo "make queue-status  print queue depths, pending entries and dead letters"
