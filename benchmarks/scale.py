@@ -29,7 +29,6 @@ import asyncio
 import contextlib
 import multiprocessing
 import os
-import resource
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ from typing import Any
 import redis as sync_redis
 
 from common import event_count, floor_sync_client, redis_url, report, unique_prefix
+from cpu import cpu_seconds, machine_cpu, redis_cpu
 from engine import FAST, REGULAR, counter, handler_for, settings_for, signal
 
 from cli.embedded_cluster import EmbeddedCluster
@@ -90,23 +90,6 @@ class ScaleFigures:
     partitions_per_master: str  # the signals queue's: "2/2/2" on three masters; a regular queue is on one
 
 
-def machine_cpu() -> tuple[float, float] | None:
-    """Seconds of CPU the whole machine spent busy and idle since boot (/proc/stat)."""
-    with contextlib.suppress(OSError):
-        with open("/proc/stat") as stat:
-            ticks = [int(t) for t in stat.readline().split()[1:]]
-        tick_s = 1 / os.sysconf("SC_CLK_TCK")
-        idle = ticks[3] + ticks[4]  # idle, iowait
-        # user, nice, system, irq, softirq and steal are busy (guest time is inside user)
-        return (sum(ticks[:8]) - idle) * tick_s, idle * tick_s
-    return None
-
-
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 @dataclass(frozen=True)
 class Drain:
     seconds: float
@@ -144,16 +127,6 @@ def _worker_process(url: str, prefix: str, partitions: int, workload: Workload, 
         await redis.aclose()
 
     asyncio.run(main())
-
-
-def redis_cpu(client: sync_redis.Redis | sync_redis.RedisCluster) -> dict[str, float]:
-    """CPU seconds (user + system) each master has used since it started."""
-    if isinstance(client, sync_redis.RedisCluster):
-        nodes = {node.name: client.get_redis_connection(node) for node in client.get_primaries()}
-    else:
-        nodes = {"redis": client}
-    return {name: float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
-            for name, info in ((name, node.info("cpu")) for name, node in nodes.items())}
 
 
 async def enqueue(url: str, prefix: str, partitions: int, workload: Workload, jobs: int) -> None:

@@ -18,7 +18,8 @@ from processors.analysis import percent_change
 from processors.mail import Mailer
 from processors.models import ReportData, parse_job_data, record_id
 from processors.periods import Period, iso_instant, last_complete, now_ms, period_containing
-from processors.store import DayFigures, Store, decayed
+from processors.signal_figures import DayFigures, decayed
+from processors.store import Store
 from streams import JobContext
 
 STEADY_WITHIN_PCT = 10.0  # smaller changes read as "steady"

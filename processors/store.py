@@ -6,7 +6,6 @@ through here, the API reads through here.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
@@ -18,27 +17,9 @@ from config import Settings
 from processors.outbox import Outbox, Row, company_row, contact_row, report_row, research_row
 from processors.periods import now_ms
 from processors.record_keys import COUNT_FIELD, CompanyKeys, DirectoryKeys
+from processors.signal_figures import DayFigures, decayed
 
 WATCH_RETRIES = 20
-
-
-def decayed(score: float, from_ms: int, to_ms: int, half_life_s: float) -> float:
-    """`score` as of `from_ms`, halved every half-life until `to_ms`. record_signals.lua
-    applies the same rule when it adds a signal."""
-    if to_ms <= from_ms:
-        return score
-    return score * 2 ** (-(to_ms - from_ms) / (half_life_s * 1000))
-
-
-@dataclass(frozen=True, slots=True)
-class DayFigures:
-    day: date
-    counts: dict[str, int]  # signal type -> signals that day
-    intent: tuple[float, int] | None  # the score's last snapshot that day: (score, at ms)
-
-    @property
-    def total(self) -> int:
-        return sum(self.counts.values())
 
 
 class Store:

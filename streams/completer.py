@@ -8,7 +8,8 @@ import asyncio
 import logging
 
 from streams.outage import Outage
-from streams.scripts import Delivery, QueueScripts
+from streams.delivery import Delivery
+from streams.scripts import QueueScripts
 
 MAX_BATCH = 200
 log = logging.getLogger(__name__)

@@ -28,7 +28,8 @@ from streams.eager import EagerBatch
 from streams.errors import InvalidJob, JobTimeout, UnrecoverableError
 from streams.keys import GROUP
 from streams.outage import Outage
-from streams.scripts import Delivery, QueueScripts
+from streams.delivery import Delivery
+from streams.scripts import QueueScripts
 from streams.tracing import TRACEPARENT, NoSpan, failure_span_events
 
 log = logging.getLogger(__name__)

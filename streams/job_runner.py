@@ -22,7 +22,8 @@ from streams.completer import Completer
 from streams.context import Handler, JobContext
 from streams.errors import JobTimeout, UnrecoverableError
 from streams.outage import Outage
-from streams.scripts import Delivery, QueueScripts
+from streams.delivery import Delivery
+from streams.scripts import QueueScripts
 from streams.tracing import OUTCOME, NoSpan, failure_span_events
 
 log = logging.getLogger("streams.worker")

@@ -168,7 +168,7 @@ def entry_age(entry_id: str, now_s: float | None = None) -> float | None:
 
 def jobs_started(queue: str, deliveries: Iterable[Any]) -> None:
     """Observes the queue wait of the first deliveries among `deliveries`
-    (streams.scripts.Delivery: entry_id, attempts_made, stalls, delivery)."""
+    (streams.delivery.Delivery: entry_id, attempts_made, stalls, delivery)."""
     now = time.time()
     ages = (entry_age(d.entry_id, now) for d in deliveries
             if d.delivery == 1 and d.attempts_made == 0 and d.stalls == 0)

@@ -28,7 +28,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from config import Settings
 from streams.metrics import entry_age
-from streams.scripts import Delivery
+from streams.delivery import Delivery
 from streams.tracing import TRACEPARENT, NoSpan
 
 KINDS = {"internal": SpanKind.INTERNAL, "client": SpanKind.CLIENT}

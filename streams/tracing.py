@@ -21,7 +21,7 @@ from config import Settings, SettingsError
 
 if TYPE_CHECKING:
     from streams.otel import OtelTracing
-    from streams.scripts import Delivery
+    from streams.delivery import Delivery
 
 TRACEPARENT = "traceparent"  # the field a job's trace context travels in (record or entry)
 OUTCOME = "tgjobs.outcome"  # a run span's attribute: completed, retry, dead or discarded

@@ -15,7 +15,8 @@ from config import Settings
 from streams import metrics
 from streams.keeping import keeps_records
 from streams.outage import is_missing_group, is_transient
-from streams.scripts import Delivery, QueueScripts
+from streams.delivery import Delivery
+from streams.scripts import QueueScripts
 
 log = logging.getLogger("streams.worker")
 

@@ -28,7 +28,8 @@ from streams.job_runner import JobRunner
 from streams.keeping import keeps_records
 from streams.keys import GROUP
 from streams.outage import Outage, is_missing_group, is_transient
-from streams.scripts import Delivery, QueueScripts, ReadResult, Scripts
+from streams.delivery import Delivery, ReadResult
+from streams.scripts import QueueScripts, Scripts
 from streams.upkeep import Upkeep
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,8 @@ from config import Settings
 from streams import (JobContext, JobNotFound, JobSpec, JobState, JobStateConflict, Producer,
                      QueueAdmin, QueueKeys, QueueWorker, UnknownQueue, UnrecoverableError)
 from streams.keys import GROUP
-from streams.scripts import Delivery, QueueScripts, Scripts
+from streams.delivery import Delivery
+from streams.scripts import QueueScripts, Scripts
 
 Q = "jobs"
 BURST_TIMEOUT = 30.0

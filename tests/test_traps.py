@@ -13,7 +13,8 @@ from redis.asyncio import Redis
 from config import Settings
 from streams import JobContext, JobSpec, Producer, QueueAdmin, QueueWorker
 from streams.keys import GROUP, QueueKeys
-from streams.scripts import Delivery, QueueScripts, Scripts
+from streams.delivery import Delivery
+from streams.scripts import QueueScripts, Scripts
 
 Q = "jobs"
 
