@@ -59,6 +59,19 @@ def redis_url() -> Iterator[str]:
         yield server.url
 
 
+@contextlib.contextmanager
+def database_url() -> Iterator[str]:
+    """DATABASE_URL, or a private PostgreSQL started for the run (tests/pg_server.py)."""
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        yield url
+        return
+    from tests.pg_server import temporary_postgres
+
+    with temporary_postgres() as server:
+        yield server.url
+
+
 def floor_client(url: str) -> Redis | RedisCluster:
     """redis-py's own async client with its defaults, as the floor uses it (the cluster
     client when the URL names a cluster node)."""

@@ -15,21 +15,16 @@ Prints a table, then one JSON line per (driver, way).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib.util
 import os
 import re
-import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from tests.pg_server import temporary_postgres  # noqa: E402
+from common import database_url
 
 BATCH = int(os.environ.get("BATCH", 1000))
 COLUMNS = ["id", "company_id", "signal_type", "contact_id", "occurred_at", "data", "received_at"]
@@ -165,16 +160,6 @@ async def measure(url: str, driver: str, n: int) -> list[dict[str, Any]]:
     await admin.execute("DROP TABLE IF EXISTS bench_signals")
     await admin.close()
     return results
-
-
-@contextlib.contextmanager
-def database_url() -> Iterator[str]:
-    url = os.environ.get("DATABASE_URL")
-    if url:
-        yield url
-        return
-    with temporary_postgres() as server:
-        yield server.url
 
 
 def main() -> None:

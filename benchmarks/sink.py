@@ -14,19 +14,15 @@ processor's: at least 1.0 means the sink keeps up on this machine.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import multiprocessing
-import os
-from collections.abc import Iterator
 
-from common import Figures, Timer, event_count, peak_rss_mb, redis_url, report, unique_prefix
+from common import Figures, Timer, database_url, event_count, peak_rss_mb, redis_url, report, unique_prefix
 from engine import signal
 
 from config import Settings
 from processors import build_handlers
 from sink import Sink, apply_migrations
 from streams import JobSpec, Producer, QueueWorker, connect
-from tests.pg_server import temporary_postgres
 
 QUEUE = "signals"
 
@@ -82,16 +78,6 @@ async def measure(url: str, dsn: str, n: int) -> tuple[Figures, Figures]:
     return (Figures("signals fast path, signals processor (outbox on)", None, bulk.rate(n), processed,
                     peak_rss_mb=processor_rss),
             Figures("sink, signal rows into PostgreSQL", None, None, sunk, peak_rss_mb=sink_rss))
-
-
-@contextlib.contextmanager
-def database_url() -> Iterator[str]:
-    url = os.environ.get("DATABASE_URL")
-    if url:
-        yield url
-        return
-    with temporary_postgres() as server:
-        yield server.url
 
 
 def main() -> None:

@@ -4,6 +4,7 @@ client per test, and a factory for private servers that tests may kill or restar
 from __future__ import annotations
 
 import os
+import logging
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
@@ -128,3 +129,16 @@ def private_postgres() -> Iterator[TemporaryPostgres]:
         yield server
     finally:
         server.close()
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """The root logger's handlers and level as they were, after a test that configures logging."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    for handler in handlers:
+        root.addHandler(handler)
+    root.setLevel(level)

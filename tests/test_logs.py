@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,18 +17,6 @@ from streams import JobContext, JobSpec, Producer, QueueWorker, connect
 
 PASSWORD = "s3cr3t-Pa55word"
 LEAKY_URL = f"redis://app:{PASSWORD}@redis.internal:6379/0"
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    for handler in handlers:
-        root.addHandler(handler)
-    root.setLevel(level)
 
 
 async def run_queue(settings: Settings, handler: Any, specs: list[JobSpec]) -> None:

@@ -11,7 +11,7 @@ import logging
 import re
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -110,18 +110,6 @@ async def test_each_run_continues_the_add_and_retries_and_dead_letters_are_event
         assert [e.name for e in run.events] == ["exception", event]
     assert first.events[1].attributes["tgjobs.backoff_s"] == pytest.approx(0.01)
     assert "tgjobs.queue_wait_ms" in attrs(first) and "tgjobs.queue_wait_ms" not in attrs(second)
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    for handler in handlers:
-        root.addHandler(handler)
-    root.setLevel(level)
 
 
 @pytest.mark.parametrize("log_format", ["text", "json"])
